@@ -1,0 +1,37 @@
+/** Compiles each (kernel file, entry point, defines) once and reuses the pipeline. */
+import { type Defines, loadKernelSource, preprocessWgsl } from "./wgsl.ts";
+
+export class PipelineCache {
+  readonly #pipelines = new Map<string, GPUComputePipeline>();
+  readonly #modules = new Map<string, GPUShaderModule>();
+
+  constructor(readonly device: GPUDevice, readonly enables: readonly string[] = []) {}
+
+  get size(): number {
+    return this.#pipelines.size;
+  }
+
+  /** Returns the compute pipeline for `entry` in `kernels/<kernel>.wgsl` compiled with `defines`. */
+  get(kernel: string, entry: string, defines: Defines = {}): GPUComputePipeline {
+    const defKey = Object.entries(defines).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(
+      ",",
+    );
+    const moduleKey = `${kernel}|${defKey}`;
+    const key = `${moduleKey}|${entry}`;
+    let pipeline = this.#pipelines.get(key);
+    if (pipeline) return pipeline;
+    let module = this.#modules.get(moduleKey);
+    if (!module) {
+      const code = preprocessWgsl(loadKernelSource(kernel), defines, this.enables);
+      module = this.device.createShaderModule({ label: moduleKey, code });
+      this.#modules.set(moduleKey, module);
+    }
+    pipeline = this.device.createComputePipeline({
+      label: key,
+      layout: "auto",
+      compute: { module, entryPoint: entry },
+    });
+    this.#pipelines.set(key, pipeline);
+    return pipeline;
+  }
+}
