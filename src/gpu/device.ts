@@ -88,6 +88,8 @@ export interface AcquireOptions {
 }
 
 export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
+  // Mesa's Vulkan loader warns on every start without XDG_RUNTIME_DIR; a private temp dir silences it.
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "mqar-xdg-" }));
   if (!("gpu" in navigator) || !navigator.gpu) throw new GpuUnavailableError(NO_ADAPTER_HELP);
   let adapter: GPUAdapter | null = null;
   try {

@@ -1,0 +1,7 @@
+/** The command registry: one file per command under src/cli/, one line here. */
+import type { Command } from "./_common.ts";
+import { doctorCommand } from "./doctor.ts";
+
+export const COMMANDS: Command[] = [
+  doctorCommand,
+];

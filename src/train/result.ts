@@ -1,0 +1,58 @@
+/** The result record of one training run: one JSON line in a results file, the unit of sweeps and reports. */
+import type { ByteCounts } from "../gpu/allocator.ts";
+import type { AdapterSummary } from "../gpu/device.ts";
+
+export const RESULT_SCHEMA_VERSION = 1;
+
+/** Everything that defines a run (the trainer's input after defaults are filled in). */
+export interface RunConfig {
+  mixer: string;
+  dModel: number;
+  seqLen: number;
+  numKvPairs: number;
+  vocabSize: number;
+  powerA: number;
+  randomNonQueries: boolean;
+  dataSeed: number;
+  trainExamples: number;
+  testExamples: number;
+  batchSize: number;
+  microBatchSize: number;
+  epochs: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+  /** Stop once test accuracy exceeds this (the paper: 0.99). */
+  earlyStopAccuracy: number;
+  /** Optional cap on optimizer steps (budgeted runs, demos); null = none. */
+  maxSteps: number | null;
+}
+
+export type RunStatus = "ok" | "nan" | "error";
+
+export interface RunResult {
+  schema: typeof RESULT_SCHEMA_VERSION;
+  /** Stable id of the config: the same config always gets the same id (resume, merge, dedupe). */
+  runId: string;
+  status: RunStatus;
+  /** Why a run ended early: "early-stop", "max-steps", "nan at step N", an error message; null when it ran all epochs. */
+  stopReason: string | null;
+  config: RunConfig;
+  params: number;
+  /** Test accuracy (fraction of labelled positions predicted exactly) after each epoch. */
+  accuracyPerEpoch: number[];
+  /** Mean training loss over each epoch. */
+  trainLossPerEpoch: number[];
+  bestAccuracy: number;
+  bestEpoch: number;
+  epochsRun: number;
+  steps: number;
+  wallTimeS: number;
+  /** Training tokens (B·L per example) per second of training wall time (eval excluded). */
+  trainTokensPerS: number;
+  peakBytes: ByteCounts;
+  adapter: AdapterSummary;
+  env: { deno: string; os: string; gitCommit: string | null; mqarVersion: string };
+  startedAt: string;
+  finishedAt: string;
+}
