@@ -1,0 +1,150 @@
+/** Run configuration: zod schema for JSON configs and flags, defaults, and cross-field validation. */
+import { z } from "zod";
+import { defaultNumKvPairs, type MqarConfig, MqarConfigError, validateMqarConfig } from "../data/mqar.ts";
+import { isMixerName, MIXERS, makeModelConfig, type ModelConfig, ModelConfigError } from "../model/config.ts";
+import type { RunConfig } from "./result.ts";
+
+/** A bad run configuration: the message names the field, the value and what is allowed. */
+export class RunConfigError extends Error {
+  override name = "RunConfigError";
+}
+
+const positiveInt = z.number().int().positive();
+
+/** Every field optional: a config file and flags are merged over the defaults. */
+export const runConfigSchema = z.strictObject({
+  mixer: z.enum(MIXERS),
+  dModel: positiveInt,
+  seqLen: positiveInt,
+  numKvPairs: positiveInt,
+  vocabSize: positiveInt,
+  powerA: z.number().positive(),
+  randomNonQueries: z.boolean(),
+  dataSeed: z.number().int().nonnegative(),
+  trainExamples: positiveInt,
+  testExamples: positiveInt,
+  batchSize: positiveInt,
+  microBatchSize: positiveInt,
+  epochs: positiveInt,
+  lr: z.number().positive(),
+  weightDecay: z.number().nonnegative(),
+  seed: z.number().int().nonnegative(),
+  earlyStopAccuracy: z.number().min(0).max(1.01),
+  maxSteps: positiveInt.nullable(),
+}).partial();
+
+export type RunConfigInput = z.infer<typeof runConfigSchema>;
+
+/** Paper defaults (spec §2.5) for everything but the problem size, which defaults to zoology's small MQAR. */
+export const RUN_DEFAULTS: Omit<RunConfig, "mixer" | "numKvPairs" | "microBatchSize"> & { mixer: RunConfig["mixer"] } = {
+  mixer: "rebased",
+  dModel: 64,
+  seqLen: 64,
+  vocabSize: 8192,
+  powerA: 0.01,
+  randomNonQueries: false,
+  dataSeed: 42,
+  trainExamples: 100_000,
+  testExamples: 3_000,
+  batchSize: 512,
+  epochs: 64,
+  lr: 1e-3,
+  weightDecay: 0.1,
+  seed: 42,
+  earlyStopAccuracy: 0.99,
+  maxSteps: null,
+};
+
+/** The reference code's micro-batch rule (spec §2.5): 256 // (L // 512) for L ≥ 512, else the whole batch. */
+export function paperMicroBatch(seqLen: number, batchSize: number): number {
+  return seqLen >= 512 ? Math.min(batchSize, Math.floor(256 / Math.floor(seqLen / 512))) : batchSize;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  const path = issue.path.join(".") || "(config)";
+  let value: unknown = input;
+  for (const key of issue.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
+  const shown = value === undefined ? "nothing" : JSON.stringify(value);
+  if (issue.code === "invalid_value" && "values" in issue) {
+    return `${path}: got ${shown}, expected one of ${(issue.values as unknown[]).join(", ")}`;
+  }
+  if (issue.code === "unrecognized_keys") {
+    return `unknown field(s) ${issue.keys.join(", ")}; allowed: ${Object.keys(runConfigSchema.shape).join(", ")}`;
+  }
+  return `${path}: got ${shown}, ${issue.message.replace(/^Invalid input: /, "")}`;
+}
+
+/** Validates a partial config (from JSON or flags), naming the first bad field. */
+export function parseRunConfigInput(input: unknown, source = "config"): RunConfigInput {
+  const r = runConfigSchema.safeParse(input);
+  if (!r.success) throw new RunConfigError(`${source}: ${describeIssue(r.error.issues[0], input)}`);
+  return r.data;
+}
+
+/** Merges inputs over the defaults (later inputs win) and checks cross-field constraints. */
+export function resolveRunConfig(...inputs: RunConfigInput[]): RunConfig {
+  const merged: RunConfigInput = Object.assign({}, ...inputs);
+  const seqLen = merged.seqLen ?? RUN_DEFAULTS.seqLen;
+  const batchSize = merged.batchSize ?? RUN_DEFAULTS.batchSize;
+  const cfg: RunConfig = {
+    ...RUN_DEFAULTS,
+    numKvPairs: defaultNumKvPairs(seqLen),
+    microBatchSize: paperMicroBatch(seqLen, batchSize),
+    ...merged,
+  } as RunConfig;
+  if (cfg.microBatchSize > cfg.batchSize || cfg.batchSize % cfg.microBatchSize !== 0) {
+    throw new RunConfigError(
+      `microBatchSize: got ${cfg.microBatchSize}, expected a divisor of batchSize ${cfg.batchSize}`,
+    );
+  }
+  try {
+    validateMqarConfig(mqarConfigOf(cfg));
+    modelConfigOf(cfg);
+  } catch (e) {
+    if (e instanceof MqarConfigError || e instanceof ModelConfigError) throw new RunConfigError(e.message);
+    throw e;
+  }
+  return cfg;
+}
+
+export function mqarConfigOf(cfg: RunConfig): MqarConfig {
+  return {
+    vocabSize: cfg.vocabSize,
+    seqLen: cfg.seqLen,
+    numKvPairs: cfg.numKvPairs,
+    powerA: cfg.powerA,
+    randomNonQueries: cfg.randomNonQueries,
+    dataSeed: cfg.dataSeed,
+    trainExamples: cfg.trainExamples,
+    testExamples: cfg.testExamples,
+  };
+}
+
+export function modelConfigOf(cfg: RunConfig): ModelConfig {
+  if (!isMixerName(cfg.mixer)) {
+    throw new RunConfigError(`mixer: got "${cfg.mixer}", expected one of ${MIXERS.join(", ")}`);
+  }
+  return makeModelConfig({ mixer: cfg.mixer, dModel: cfg.dModel, seqLen: cfg.seqLen, vocabSize: cfg.vocabSize });
+}
+
+/** Reads and validates a JSON config file. */
+export async function loadRunConfigFile(path: string): Promise<RunConfigInput> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new RunConfigError(`config file ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new RunConfigError(`config file ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseRunConfigInput(json, path);
+}
+
+/** Cosine annealing stepped per epoch, T_max = epochs, eta_min = 0, no warmup (spec §2.5). */
+export function cosineLr(baseLr: number, epoch: number, epochs: number): number {
+  return baseLr * (1 + Math.cos((Math.PI * epoch) / epochs)) / 2;
+}
