@@ -1,0 +1,194 @@
+// Covers src/model/config.ts and src/model/param_spec.ts (names, shapes, init descriptors) as well as init.ts.
+import { makeArchConfig, makeModelConfig, MIXERS, type ModelConfig } from "../../src/model/config.ts";
+import { INIT_STREAM, initParams, paramStreamId } from "../../src/model/init.ts";
+import { numel, paramShapes, paramSpec, TIE_METADATA } from "../../src/model/param_spec.ts";
+import { assert, assertEquals, assertNotEquals, assertThrows } from "../_helpers/assert.ts";
+
+const L0 = "backbone.layers.0.sequence_mixer.mixer.";
+const L1 = "backbone.layers.1.sequence_mixer.mixer.";
+const COMMON_HEAD = [
+  ["backbone.embeddings.word_embeddings.weight", [8192, 64]],
+  ["backbone.embeddings.position_embeddings.weight", [64, 64]],
+] as const;
+const BASECONV = [
+  [`${L0}projection.weight`, [64, 64]],
+  [`${L0}projection.bias`, [64]],
+  [`${L0}conv.conv.weight`, [64, 1, 3]],
+  [`${L0}conv.conv.bias`, [64]],
+] as const;
+const norms = (layer: number) =>
+  [
+    [`backbone.layers.${layer}.norm1.weight`, [64]],
+    [`backbone.layers.${layer}.norm1.bias`, [64]],
+    [`backbone.layers.${layer}.norm2.weight`, [64]],
+    [`backbone.layers.${layer}.norm2.bias`, [64]],
+  ] as const;
+const LN_F = [["backbone.ln_f.weight", [64]], ["backbone.ln_f.bias", [64]]] as const;
+const mha = (p: string) =>
+  [[`${p}Wqkv.weight`, [192, 64]], [`${p}Wqkv.bias`, [192]], [`${p}out_proj.weight`, [64, 64]], [
+    `${p}out_proj.bias`,
+    [64],
+  ]] as const;
+const PROJ = [
+  [`${L1}proj_q.weight`, [192, 64]],
+  [`${L1}proj_k.weight`, [192, 64]],
+  [`${L1}proj_v.weight`, [60, 64]],
+  [`${L1}proj_o.weight`, [64, 60]],
+] as const;
+const extra = (names: string[]) => names.map((n) => [`${L1}${n}`, [192]] as const);
+
+function layout(layer0: readonly (readonly [string, readonly number[]])[], layer1: typeof layer0) {
+  return [...COMMON_HEAD, ...layer0, ...norms(0), ...layer1, ...norms(1), ...LN_F].map(([n, s]) => [n, [...s]]);
+}
+
+/** Spec §4.1 names and shapes at d = 64, in PyTorch state_dict order. */
+const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
+  attention: layout(mha(L0), mha(L1)),
+  conv_attention: layout(BASECONV, mha(L1)),
+  based: layout(BASECONV, PROJ),
+  rebased_x2: layout(BASECONV, PROJ),
+  rebased_norm: layout(BASECONV, PROJ),
+  rebased: layout(BASECONV, [...PROJ, ...extra(["ln_q.weight", "ln_q.bias", "ln_k.weight", "ln_k.bias"])]),
+  rebased_gamma: layout(BASECONV, [...PROJ, ...extra(["ln_q.gamma", "ln_k.gamma"])]),
+  rebased_gamma_beta: layout(BASECONV, [...PROJ, ...extra(["ln_q.gamma", "ln_q.beta", "ln_k.gamma", "ln_k.beta"])]),
+};
+
+const cfg64 = (mixer: ModelConfig["mixer"]) => makeModelConfig({ mixer, dModel: 64, seqLen: 64 });
+
+Deno.test("param spec: state_dict names and [out, in] shapes of every mixer (spec §4.1, d = 64)", () => {
+  for (const mixer of MIXERS) {
+    const got = paramSpec(cfg64(mixer)).map((p) => [p.name, p.shape]);
+    assertEquals(got, EXPECTED_LAYOUT[mixer], mixer);
+  }
+  // The head is tied: no separate parameter, the tie is described for checkpoint metadata.
+  assert(paramSpec(cfg64("rebased")).every((p) => !p.name.startsWith("lm_head")));
+  assertEquals(TIE_METADATA, { tied: "lm_head.weight=backbone.embeddings.word_embeddings.weight" });
+});
+
+Deno.test("param spec: init descriptors follow spec §2.4", () => {
+  const bound = 1 / Math.sqrt(3);
+  for (const mixer of MIXERS) {
+    for (const p of paramSpec(cfg64(mixer))) {
+      const leaf = p.name.split(".").slice(-2).join(".");
+      let expected;
+      if (p.name.includes("out_proj.weight")) expected = { kind: "normal", mean: 0, std: 0.01 };
+      else if (p.name.includes("conv.conv.")) expected = { kind: "uniform", low: -bound, high: bound };
+      else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
+      else if (/\.bias$|\.beta$/.test(p.name)) expected = { kind: "zeros" };
+      else expected = { kind: "normal", mean: 0, std: 0.02 }; // Linear weights and both embeddings
+      assertEquals(p.init, expected, `${mixer} ${p.name} (${leaf})`);
+    }
+  }
+  const outProj = paramSpec(cfg64("attention")).find((p) => p.name === `${L1}out_proj.weight`)!;
+  assert(outProj.init.kind === "normal" && Math.abs(outProj.init.std - 0.02 / Math.sqrt(4)) < 1e-15);
+});
+
+Deno.test("param spec: count-only architectures have shapes but no trainable spec", () => {
+  for (const mixer of ["rwkv", "conv_rwkv", "mamba"] as const) {
+    const cfg = makeArchConfig({ mixer, dModel: 64, seqLen: 64 });
+    assert(paramShapes(cfg).length > 0);
+    assertThrows(() => paramSpec(cfg as unknown as ModelConfig), /can only be counted.*trainable mixers: attention/);
+  }
+  const rwkv = paramShapes(makeArchConfig({ mixer: "rwkv", dModel: 64, seqLen: 64 })).map((p) => p.name);
+  assert(rwkv.includes(`${L1}time_mix_r`) && rwkv.includes(`${L0}output.weight`));
+  const mamba = paramShapes(makeArchConfig({ mixer: "mamba", dModel: 64, seqLen: 64 })).map((p) => p.name);
+  assert(mamba.includes("backbone.layers.1.norm.weight") && mamba.includes("backbone.layers.0.mixer.A_log"));
+});
+
+Deno.test("model config: defaults and validation errors name the field, the value and what is allowed", () => {
+  assertEquals(makeModelConfig({ mixer: "based", dModel: 64, seqLen: 128 }), {
+    mixer: "based",
+    dModel: 64,
+    seqLen: 128,
+    vocabSize: 8192,
+    numHeads: 12,
+    featureDim: 16,
+    attnHeads: 1,
+  });
+  assertEquals(makeModelConfig({ mixer: "based", dModel: 64, seqLen: 8, vocabSize: undefined }).vocabSize, 8192);
+  const bad = (input: Record<string, unknown>, re: RegExp) =>
+    assertThrows(() => makeModelConfig({ mixer: "rebased", dModel: 64, seqLen: 64, ...input } as never), re);
+  bad(
+    { mixer: "hyena" },
+    /mixer: "hyena" is not a known mixer; valid mixers: attention, conv_attention, based, rebased/,
+  );
+  bad({ dModel: 0 }, /dModel: 0 must be a positive integer/);
+  bad({ dModel: 12.5 }, /dModel: 12.5 must be a positive integer/);
+  bad({ seqLen: -4 }, /seqLen: -4 must be a positive integer/);
+  bad({ vocabSize: "8192" }, /vocabSize: "8192" must be a positive integer/);
+  bad({ dModel: 11 }, /dModel: 11 is too small for rebased.*floor\(11\/12\).*>= 12/);
+  bad({ mixer: "based", dModel: 8 }, /dModel: 8 is too small for based/);
+  bad({ mixer: "attention", dModel: 10, attnHeads: 4 }, /attnHeads: 4 must divide dModel = 10 for attention/);
+  bad({ mixer: "mamba" }, /"mamba" can only be counted/);
+  // The smallest legal linear-attention width has value head dim 1.
+  const smallest = paramSpec(makeModelConfig({ mixer: "rebased", dModel: 12, seqLen: 5 }));
+  assertEquals(smallest.find((p) => p.name === `${L1}proj_v.weight`)!.shape, [12, 12]);
+  // Softmax attention works at any width with one head.
+  makeModelConfig({ mixer: "conv_attention", dModel: 17, seqLen: 5 });
+});
+
+Deno.test("init: shapes, constants and the uniform conv bound", () => {
+  const cfg = makeModelConfig({ mixer: "rebased", dModel: 24, seqLen: 16, vocabSize: 50 });
+  const params = initParams(cfg, 7);
+  const spec = paramSpec(cfg);
+  assertEquals([...params.keys()], spec.map((p) => p.name));
+  for (const p of spec) {
+    const v = params.get(p.name)!;
+    assertEquals(v.length, numel(p.shape), p.name);
+    if (p.init.kind === "ones") assert(v.every((x) => x === 1), `${p.name} ones`);
+    if (p.init.kind === "zeros") assert(v.every((x) => x === 0), `${p.name} zeros`);
+  }
+  const conv = [...params.get(`${L0}conv.conv.weight`)!, ...params.get(`${L0}conv.conv.bias`)!];
+  const bound = 1 / Math.sqrt(3);
+  assert(conv.every((x) => Math.abs(x) <= bound), "conv within ±1/sqrt(3)");
+  assert(Math.max(...conv.map(Math.abs)) > 0.8 * bound, "conv spans its range");
+  assert(new Set(conv).size === conv.length, "conv values distinct");
+});
+
+function stats(v: Float32Array): { mean: number; std: number } {
+  let s = 0, s2 = 0;
+  for (const x of v) {
+    s += x;
+    s2 += x * x;
+  }
+  const mean = s / v.length;
+  return { mean, std: Math.sqrt(s2 / v.length - mean * mean) };
+}
+
+Deno.test("init: N(0, 0.02) word embeddings [8192, 64], N(0, 0.01) out_proj, U(±1/√3) conv", () => {
+  const params = initParams(makeModelConfig({ mixer: "attention", dModel: 64, seqLen: 64 }), 42);
+  const word = stats(params.get("backbone.embeddings.word_embeddings.weight")!); // 524288 samples
+  assert(Math.abs(word.mean) < 2e-4, `mean ${word.mean}`); // ~7 standard errors (0.02/sqrt(524288))
+  assert(Math.abs(word.std - 0.02) < 2e-4, `std ${word.std}`);
+  const out = stats(params.get(`${L1}out_proj.weight`)!); // 4096 samples
+  assert(Math.abs(out.std - 0.01) < 0.001, `out_proj std ${out.std}`);
+  const conv = stats(
+    initParams(makeModelConfig({ mixer: "based", dModel: 512, seqLen: 8 }), 1).get(
+      `${L0}conv.conv.weight`,
+    )!,
+  );
+  assert(Math.abs(conv.std - 1 / 3) < 0.01, `conv std ${conv.std} (uniform ±1/√3 has std 1/3)`);
+});
+
+Deno.test("init: deterministic per seed, different across seeds and across parameters", () => {
+  const cfg = makeModelConfig({ mixer: "based", dModel: 16, seqLen: 8, vocabSize: 40 });
+  const a = initParams(cfg, 3), b = initParams(cfg, 3), c = initParams(cfg, 4);
+  for (const [name, v] of a) assertEquals(b.get(name), v, name);
+  const q = `${L1}proj_q.weight`, k = `${L1}proj_k.weight`;
+  assertNotEquals(c.get(q), a.get(q));
+  assertNotEquals(a.get(q), a.get(k)); // same shape and init, own streams
+  // Keyed by name: parameters shared by two mixers start identical for one seed.
+  const rebased = initParams(makeModelConfig({ ...cfg, mixer: "rebased" }), 3);
+  for (const name of [q, `${L1}proj_o.weight`, `${L0}conv.conv.weight`, "backbone.embeddings.word_embeddings.weight"]) {
+    assertEquals(rebased.get(name), a.get(name), name);
+  }
+  assertThrows(() => initParams(cfg, -1), /seed -1/);
+  assert(INIT_STREAM > 0);
+});
+
+Deno.test("init: stream ids of all parameter names are distinct", () => {
+  const names = new Set<string>();
+  for (const mixer of MIXERS) for (const p of paramSpec(cfg64(mixer))) names.add(p.name);
+  const ids = new Set([...names].map(paramStreamId));
+  assertEquals(ids.size, names.size);
+});
