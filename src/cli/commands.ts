@@ -1,7 +1,9 @@
 /** The command registry: one file per command under src/cli/, one line here. */
 import type { Command } from "./_common.ts";
 import { doctorCommand } from "./doctor.ts";
+import { paramsCommand } from "./params.ts";
 
 export const COMMANDS: Command[] = [
   doctorCommand,
+  paramsCommand,
 ];
