@@ -2,8 +2,10 @@
 import type { Command } from "./_common.ts";
 import { doctorCommand } from "./doctor.ts";
 import { paramsCommand } from "./params.ts";
+import { trainCommand } from "./train.ts";
 
 export const COMMANDS: Command[] = [
   doctorCommand,
   paramsCommand,
+  trainCommand,
 ];

@@ -1,5 +1,5 @@
 /** `mqar params`: exact parameter counts with a per-module breakdown, the paper's Table 4, and the full per-L table. */
-import { ARCHS, type ArchName, makeArchConfig } from "../model/config.ts";
+import { type ArchName, ARCHS, makeArchConfig } from "../model/config.ts";
 import { checkTable4, paramBreakdown, paramCount } from "../model/param_count.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 
@@ -36,7 +36,9 @@ export const paramsCommand: Command = {
       if (values.json) printJson(rows);
       else {
         console.log("Table 4 (paper) vs computed; L is the sequence length whose position table reproduces the cell");
-        console.log(`${"column".padEnd(14)}${"d".padStart(5)}${"L".padStart(6)}${"paper".padStart(12)}${"ours".padStart(12)}`);
+        console.log(
+          `${"column".padEnd(14)}${"d".padStart(5)}${"L".padStart(6)}${"paper".padStart(12)}${"ours".padStart(12)}`,
+        );
         for (const r of rows) {
           console.log(
             `${r.column.padEnd(14)}${String(r.d).padStart(5)}${String(r.L).padStart(6)}` +
@@ -69,7 +71,9 @@ export const paramsCommand: Command = {
       }
       return Promise.resolve(0);
     }
-    if (!values.mixer) throw new UsageError(`--mixer is required (one of ${ARCHS.join(", ")}), or use --table4/--table`);
+    if (!values.mixer) {
+      throw new UsageError(`--mixer is required (one of ${ARCHS.join(", ")}), or use --table4/--table`);
+    }
     if (!(ARCHS as readonly string[]).includes(values.mixer)) {
       throw new UsageError(`--mixer: got "${values.mixer}", expected one of ${ARCHS.join(", ")}`);
     }

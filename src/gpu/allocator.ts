@@ -106,6 +106,17 @@ export class BufferAllocator {
     buffer.destroy();
   }
 
+  /**
+   * Marks the allocations made from now on; the returned function frees exactly those (a run's graph, in a process that
+   * runs many: sweeps, the demo), leaving earlier buffers alone.
+   */
+  scope(): () => void {
+    const before = new Set(this.#live.keys());
+    return () => {
+      for (const buffer of [...this.#live.keys()]) if (!before.has(buffer)) this.free(buffer);
+    };
+  }
+
   freeAll(): void {
     for (const buffer of [...this.#live.keys()]) this.free(buffer);
   }

@@ -1,7 +1,7 @@
 /** Run configuration: zod schema for JSON configs and flags, defaults, and cross-field validation. */
 import { z } from "zod";
 import { defaultNumKvPairs, type MqarConfig, MqarConfigError, validateMqarConfig } from "../data/mqar.ts";
-import { isMixerName, MIXERS, makeModelConfig, type ModelConfig, ModelConfigError } from "../model/config.ts";
+import { isMixerName, makeModelConfig, MIXERS, type ModelConfig, ModelConfigError } from "../model/config.ts";
 import type { RunConfig } from "./result.ts";
 
 /** A bad run configuration: the message names the field, the value and what is allowed. */
@@ -36,24 +36,25 @@ export const runConfigSchema = z.strictObject({
 export type RunConfigInput = z.infer<typeof runConfigSchema>;
 
 /** Paper defaults (spec §2.5) for everything but the problem size, which defaults to zoology's small MQAR. */
-export const RUN_DEFAULTS: Omit<RunConfig, "mixer" | "numKvPairs" | "microBatchSize"> & { mixer: RunConfig["mixer"] } = {
-  mixer: "rebased",
-  dModel: 64,
-  seqLen: 64,
-  vocabSize: 8192,
-  powerA: 0.01,
-  randomNonQueries: false,
-  dataSeed: 42,
-  trainExamples: 100_000,
-  testExamples: 3_000,
-  batchSize: 512,
-  epochs: 64,
-  lr: 1e-3,
-  weightDecay: 0.1,
-  seed: 42,
-  earlyStopAccuracy: 0.99,
-  maxSteps: null,
-};
+export const RUN_DEFAULTS: Omit<RunConfig, "mixer" | "numKvPairs" | "microBatchSize"> & { mixer: RunConfig["mixer"] } =
+  {
+    mixer: "rebased",
+    dModel: 64,
+    seqLen: 64,
+    vocabSize: 8192,
+    powerA: 0.01,
+    randomNonQueries: false,
+    dataSeed: 42,
+    trainExamples: 100_000,
+    testExamples: 3_000,
+    batchSize: 512,
+    epochs: 64,
+    lr: 1e-3,
+    weightDecay: 0.1,
+    seed: 42,
+    earlyStopAccuracy: 0.99,
+    maxSteps: null,
+  };
 
 /** The reference code's micro-batch rule (spec §2.5): 256 // (L // 512) for L ≥ 512, else the whole batch. */
 export function paperMicroBatch(seqLen: number, batchSize: number): number {

@@ -2,7 +2,9 @@ import { loadKernelSource, preprocessWgsl } from "../../src/gpu/wgsl.ts";
 import { assert, assertEquals, assertThrows } from "../_helpers/assert.ts";
 
 Deno.test("preprocessWgsl: constants, #if/#else/#endif, negation, nesting, enables", () => {
-  const src = ["#if A", "a;", "#if !B", "notb;", "#else", "b;", "#endif", "#else", "nota;", "#endif", "end;"].join("\n");
+  const src = ["#if A", "a;", "#if !B", "notb;", "#else", "b;", "#endif", "#else", "nota;", "#endif", "end;"].join(
+    "\n",
+  );
   const out = preprocessWgsl(src, { A: true, B: 0, W: 64, EPS: 1e-5, HALF: 0.5 }, ["f16"]);
   const lines = out.split("\n").filter((l) => l.trim());
   assertEquals(lines, [

@@ -1,0 +1,232 @@
+// Loss head at labelled positions only (the tied-LM-head logits for all B*L positions would not fit):
+//   gather_rows:  hg[p, :] = h[positions[p], :]
+//   scatter_rows: dh[r, :] = Σ_{p: positions[p] = r} dhg[p, :] (0 for unlabelled rows; overwrite, or add when ACCUMULATE).
+//                 positions must be sorted ascending (duplicates allowed): each dh element finds its run by binary
+//                 search, so the scatter needs no atomics and sums duplicates in a fixed order.
+//   xent_rows:    one workgroup per logits row: max + argmax (ties → lowest index, like torch.argmax), logsumexp,
+//                 loss_p = lse − logit[target], correct_p; saves lse for the backward.
+//   xent_finish:  one workgroup: fixed-order sums over rows → mean loss and correct count of this batch, and adds them
+//                 to running accumulators that survive across submits (read back only every k steps).
+//   xent_grad:    dlogits = (exp(logit − lse) − onehot)·gradScale, written over the logits (in place).
+// WG (power of two) comes from the host.
+
+struct Params {
+  rows: u32,   // B*L
+  d: u32,
+  V: u32,
+  P: u32,      // labelled positions
+  gradScale: f32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+// Layout of the `stats` buffer (u32 words; f32 values stored as bits).
+const STAT_MEAN_LOSS = 0u;     // f32: mean loss of the latest forward
+const STAT_CORRECT = 1u;       // u32: correct rows of the latest forward
+const STAT_ACC_LOSS_SUM = 2u;  // f32: Σ loss over all rows since the last reset
+const STAT_ACC_CORRECT = 3u;   // u32: Σ correct since the last reset
+const STAT_ACC_COUNT = 4u;     // u32: rows seen since the last reset
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * WG + li;
+}
+
+#if GATHER
+@group(0) @binding(1) var<storage, read> positions: array<u32>;
+@group(0) @binding(2) var<storage, read> h: array<f32>;
+@group(0) @binding(3) var<storage, read_write> hg: array<f32>;
+
+@compute @workgroup_size(WG)
+fn gather_rows(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let idx = linear_id(wid, nwg, li);
+  if (idx >= p.P * p.d) {
+    return;
+  }
+  let row = positions[idx / p.d];
+  var value = 0.0;
+  // Out-of-range positions read as zero rather than out of bounds (the host validates them anyway).
+  if (row < p.rows) {
+    value = h[row * p.d + idx % p.d];
+  }
+  hg[idx] = value;
+}
+#endif
+
+#if SCATTER
+@group(0) @binding(1) var<storage, read> positions: array<u32>;
+@group(0) @binding(2) var<storage, read> dhg: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dh: array<f32>;
+
+@compute @workgroup_size(WG)
+fn scatter_rows(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let idx = linear_id(wid, nwg, li);
+  if (idx >= p.rows * p.d) {
+    return;
+  }
+  let row = idx / p.d;
+  let col = idx % p.d;
+  // lower_bound: first k with positions[k] >= row.
+  var lo = 0u;
+  var hi = p.P;
+  while (lo < hi) {
+    let mid = (lo + hi) / 2u;
+    if (positions[mid] < row) {
+      lo = mid + 1u;
+    } else {
+      hi = mid;
+    }
+  }
+  var sum = 0.0;
+  for (var k = lo; k < p.P && positions[k] == row; k++) {
+    sum += dhg[k * p.d + col];
+  }
+#if ACCUMULATE
+  sum = dh[idx] + sum;
+#endif
+  dh[idx] = sum;
+}
+#endif
+
+#if ROWS
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rowLoss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rowLse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rowCorrect: array<u32>;
+
+var<workgroup> redValue: array<f32, WG>;
+var<workgroup> redIndex: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn xent_rows(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let row = wid.y * nwg.x + wid.x; // uniform across the workgroup, so the early return keeps barriers uniform
+  if (row >= p.P) {
+    return;
+  }
+  let base = row * p.V;
+  // Pass 1: max and its lowest index. Each invocation scans its columns in increasing order, so `>` keeps the first.
+  var best = -3.4028235e38;
+  var bestIndex = 0xffffffffu;
+  for (var j = li; j < p.V; j += WG) {
+    let x = logits[base + j];
+    if (x > best || bestIndex == 0xffffffffu) {
+      best = x;
+      bestIndex = j;
+    }
+  }
+  redValue[li] = best;
+  redIndex[li] = bestIndex;
+  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (li < stride) {
+      let ov = redValue[li + stride];
+      let oi = redIndex[li + stride];
+      let mine = redIndex[li];
+      // Ties (and empty slots, index 0xffffffff) resolve to the lowest column index.
+      if (oi != 0xffffffffu && (mine == 0xffffffffu || ov > redValue[li] || (ov == redValue[li] && oi < mine))) {
+        redValue[li] = ov;
+        redIndex[li] = oi;
+      }
+    }
+  }
+  workgroupBarrier();
+  let rowMax = redValue[0];
+  let argmax = redIndex[0];
+  workgroupBarrier(); // everyone has read the max before redValue is reused
+  // Pass 2: Σ exp(x − max) in a fixed order.
+  var sum = 0.0;
+  for (var j = li; j < p.V; j += WG) {
+    sum += exp(logits[base + j] - rowMax);
+  }
+  redValue[li] = sum;
+  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (li < stride) {
+      redValue[li] = redValue[li] + redValue[li + stride];
+    }
+  }
+  workgroupBarrier();
+  if (li == 0u) {
+    let label = targets[row];
+    let lse = rowMax + log(redValue[0]);
+    rowLse[row] = lse;
+    rowLoss[row] = lse - logits[base + min(label, p.V - 1u)];
+    rowCorrect[row] = select(0u, 1u, argmax == label);
+  }
+}
+#endif
+
+#if FINISH
+@group(0) @binding(1) var<storage, read> rowLoss: array<f32>;
+@group(0) @binding(2) var<storage, read> rowCorrect: array<u32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<u32>;
+
+var<workgroup> lossParts: array<f32, WG>;
+var<workgroup> correctParts: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn xent_finish(@builtin(local_invocation_index) li: u32) {
+  var loss = 0.0;
+  var correct = 0u;
+  for (var k = li; k < p.P; k += WG) {
+    loss += rowLoss[k];
+    correct += rowCorrect[k];
+  }
+  lossParts[li] = loss;
+  correctParts[li] = correct;
+  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (li < stride) {
+      lossParts[li] = lossParts[li] + lossParts[li + stride];
+      correctParts[li] = correctParts[li] + correctParts[li + stride];
+    }
+  }
+  workgroupBarrier();
+  if (li == 0u) {
+    let total = lossParts[0];
+    let count = correctParts[0];
+    stats[STAT_MEAN_LOSS] = bitcast<u32>(total / f32(max(p.P, 1u)));
+    stats[STAT_CORRECT] = count;
+    stats[STAT_ACC_LOSS_SUM] = bitcast<u32>(bitcast<f32>(stats[STAT_ACC_LOSS_SUM]) + total);
+    stats[STAT_ACC_CORRECT] = stats[STAT_ACC_CORRECT] + count;
+    stats[STAT_ACC_COUNT] = stats[STAT_ACC_COUNT] + p.P;
+  }
+}
+#endif
+
+#if GRAD
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> rowLse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> logits: array<f32>;
+
+@compute @workgroup_size(WG)
+fn xent_grad(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let idx = linear_id(wid, nwg, li);
+  if (idx >= p.P * p.V) {
+    return;
+  }
+  let row = idx / p.V;
+  let col = idx % p.V;
+  let softmax = exp(logits[idx] - rowLse[row]);
+  logits[idx] = (softmax - select(0.0, 1.0, col == targets[row])) * p.gradScale;
+}
+#endif

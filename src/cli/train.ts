@@ -1,0 +1,139 @@
+/** `mqar train`: one run from a JSON config and/or flags; writes the result record, optionally a checkpoint. */
+import { acquireGpu } from "../gpu/device.ts";
+import { writeSafetensors } from "../train/safetensors.ts";
+import { toStateDict } from "../train/safetensors.ts";
+import {
+  loadRunConfigFile,
+  modelConfigOf,
+  parseRunConfigInput,
+  resolveRunConfig,
+  type RunConfigInput,
+} from "../train/config.ts";
+import type { RunResult } from "../train/result.ts";
+import { trainRun } from "../train/trainer.ts";
+import { writeJsonAtomic } from "../train/atomic.ts";
+import { type Command, numberFlag, parseFlags, printJson } from "./_common.ts";
+import { ProgressPrinter } from "./_progress.ts";
+
+/** Flags shared by `train` and `eval` that map onto RunConfig fields. */
+export const RUN_FLAGS = {
+  config: { type: "string" },
+  mixer: { type: "string" },
+  "d-model": { type: "string" },
+  "seq-len": { type: "string" },
+  "kv-pairs": { type: "string" },
+  "vocab-size": { type: "string" },
+  "train-examples": { type: "string" },
+  "test-examples": { type: "string" },
+  "batch-size": { type: "string" },
+  "micro-batch-size": { type: "string" },
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  "weight-decay": { type: "string" },
+  seed: { type: "string" },
+  "data-seed": { type: "string" },
+  "max-steps": { type: "string" },
+  "early-stop": { type: "string" },
+} as const;
+
+/** Turns the RUN_FLAGS values into a validated partial RunConfig (flags override the config file). */
+export async function runConfigFromFlags(
+  values: Record<string, string | boolean | undefined>,
+): Promise<RunConfigInput[]> {
+  const s = (k: string) => values[k] as string | undefined;
+  const int = (k: string, min = 1) => numberFlag(k, s(k), { integer: true, min });
+  const fromFlags: Record<string, unknown> = {
+    mixer: s("mixer"),
+    dModel: int("d-model"),
+    seqLen: int("seq-len"),
+    numKvPairs: int("kv-pairs"),
+    vocabSize: int("vocab-size"),
+    trainExamples: int("train-examples"),
+    testExamples: int("test-examples"),
+    batchSize: int("batch-size"),
+    microBatchSize: int("micro-batch-size"),
+    epochs: int("epochs"),
+    lr: numberFlag("lr", s("lr"), { min: 0, exclusiveMin: true }),
+    weightDecay: numberFlag("weight-decay", s("weight-decay"), { min: 0 }),
+    seed: int("seed", 0),
+    dataSeed: int("data-seed", 0),
+    maxSteps: int("max-steps"),
+    earlyStopAccuracy: numberFlag("early-stop", s("early-stop"), { min: 0, max: 1.01 }),
+  };
+  for (const k of Object.keys(fromFlags)) if (fromFlags[k] === undefined) delete fromFlags[k];
+  const inputs: RunConfigInput[] = [];
+  if (s("config")) inputs.push(await loadRunConfigFile(s("config")!));
+  inputs.push(parseRunConfigInput(fromFlags, "flags"));
+  return inputs;
+}
+
+const USAGE = `Usage: mqar train [--config FILE] [flags] [--out FILE] [--save FILE] [--json]
+
+Trains one model on MQAR and writes its result record (JSON). Flags override the config file; unset fields take the
+paper's protocol (AdamW wd 0.1, cosine per epoch, early stop > 0.99, 64 epochs, batch 512, 100k/3k examples) at L=64.
+
+  --mixer NAME            attention, conv_attention, based, rebased, rebased_x2, rebased_gamma, rebased_gamma_beta,
+                          rebased_norm (default rebased)
+  --d-model N --seq-len N --kv-pairs N --vocab-size N
+  --train-examples N --test-examples N --batch-size N --micro-batch-size N (gradient accumulation)
+  --epochs N --lr X --weight-decay X --seed N (init, order, dropout) --data-seed N (the data) --max-steps N
+  --early-stop X          stop when test accuracy exceeds X (default 0.99)
+  --out FILE              result record path (default results/runs/<run id>.json)
+  --save FILE             save the trained weights as safetensors (PyTorch state_dict names)
+  --json                  print the result record on stdout`;
+
+function summaryLine(r: RunResult): string {
+  return `${r.config.mixer} d=${r.config.dModel} L=${r.config.seqLen}: best accuracy ${r.bestAccuracy.toFixed(4)} ` +
+    `(epoch ${r.bestEpoch + 1}/${r.epochsRun}), ${r.steps} steps, ${r.wallTimeS.toFixed(1)} s, ` +
+    `${Math.round(r.trainTokensPerS)} train tok/s, peak ${(r.peakBytes.total / 2 ** 20).toFixed(1)} MiB` +
+    (r.stopReason ? ` [${r.stopReason}]` : "");
+}
+
+export const trainCommand: Command = {
+  name: "train",
+  summary: "train one mixer on MQAR (JSON config and/or flags); writes a result record",
+  usage: USAGE,
+  async run(args) {
+    const { values } = parseFlags("train", args, {
+      ...RUN_FLAGS,
+      out: { type: "string" },
+      save: { type: "string" },
+      json: { type: "boolean" },
+    });
+    const cfg = resolveRunConfig(...await runConfigFromFlags(values));
+    const gpu = await acquireGpu();
+    const progress = new ProgressPrinter(`train ${cfg.mixer}`);
+    if (!values.json) {
+      console.error(
+        `train ${cfg.mixer}: d=${cfg.dModel} L=${cfg.seqLen} N=${cfg.numKvPairs} V=${cfg.vocabSize} ` +
+          `batch ${cfg.batchSize}${cfg.microBatchSize < cfg.batchSize ? ` (micro ${cfg.microBatchSize})` : ""} ` +
+          `lr ${cfg.lr} epochs ${cfg.epochs} on ${gpu.info.description} (${gpu.info.backend})`,
+      );
+    }
+    const outcome = await trainRun(gpu, cfg, {
+      keepParams: Boolean(values.save),
+      onProgress: (p) => progress.update(p),
+      onEpoch: (e) =>
+        progress.line(
+          `epoch ${e.epoch + 1}: test accuracy ${e.accuracy.toFixed(4)}  train loss ${e.trainLoss.toFixed(4)}  ` +
+            `lr ${e.lr.toExponential(2)}  ${e.seconds.toFixed(1)} s`,
+        ),
+    });
+    progress.done();
+    const r = outcome.result;
+    if (values.save && outcome.params) {
+      const { tensors, metadata } = toStateDict(modelConfigOf(cfg), await outcome.params.download());
+      await writeSafetensors(values.save, tensors, { ...metadata, run_id: r.runId, config: JSON.stringify(cfg) });
+      if (!values.json) console.error(`saved weights to ${values.save}`);
+    }
+    outcome.release();
+    const out = values.out ?? `results/runs/${r.runId}.json`;
+    await writeJsonAtomic(out, r);
+    if (values.json) printJson(r);
+    else {
+      console.log(summaryLine(r));
+      console.log(`result record: ${out}`);
+    }
+    return r.status === "ok" ? 0 : 1;
+  },
+};

@@ -1,0 +1,42 @@
+/** The contract between the model graph and a sequence mixer: fixed buffers in, forward/backward dispatches out. */
+import type { Tensor } from "../gpu/allocator.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Dispatch } from "../ops/_dispatch.ts";
+import type { ModelConfig } from "../model/config.ts";
+import type { ParamSlot, ParamStore } from "../model/parameters.ts";
+
+export interface MixerContext {
+  gpu: Gpu;
+  cfg: ModelConfig;
+  /** Examples per micro-batch. */
+  batch: number;
+  /** batch · seqLen token rows. */
+  rows: number;
+  /** e.g. "layers.1.mixer", for buffer labels. */
+  label: string;
+  /** Parameter slot by its name relative to the mixer (e.g. "proj_q.weight"). */
+  param(name: string): ParamSlot;
+  /** Input [rows, d] (the block's LN1 output), output [rows, d]. */
+  input: Tensor;
+  output: Tensor;
+  /** Backward: gradient of the output (read) and of the input (overwritten). */
+  dOutput: Tensor;
+  dInput: Tensor;
+  /** Whether the graph trains (dropout on, backward built). */
+  training: boolean;
+  /** Allocates an activation buffer owned by this mixer. */
+  activation(name: string, shape: number[]): Tensor;
+}
+
+export interface MixerGraph {
+  forward: Dispatch[];
+  backward: Dispatch[];
+  /** Per-submit randomness (attention dropout): called with a fresh seed before each training micro-batch. */
+  setSeed?(seed: number): void;
+}
+
+export type MixerBuilder = (ctx: MixerContext) => MixerGraph;
+
+export function paramLookup(store: ParamStore, prefix: string): (name: string) => ParamSlot {
+  return (name) => store.get(`${prefix}${name}`);
+}

@@ -1,0 +1,228 @@
+/**
+ * Cross-entropy at labelled positions with the LM head tied to the word embeddings (spec §2.3, §2.5).
+ * Only the P labelled rows of the final hidden states get logits (MQAR labels N of L positions per example; logits
+ * over V = 8192 for every position would be L/N times larger). Forward:
+ *   gather hg = h[positions] → logits = hg·Embᵀ (matmul) → per-row loss/lse/correct → batch stats + accumulators.
+ * Backward (after the forward, before anything else touches `logits`):
+ *   dlogits = (softmax − onehot)·gradScale in place over the logits → dhg = dlogits·Emb → dh = scatter(dhg)
+ *   → dEmb += dlogitsᵀ·hg.
+ * Memory: logits [P, V] f32 is the big one (P = B·N; e.g. 512·16·8192·4 B = 256 MiB at L = 128).
+ */
+import type { Tensor } from "../gpu/allocator.ts";
+import { type Gpu, readTensorU32, writeTensor } from "../gpu/device.ts";
+import { matmul, type MatmulVariant } from "./matmul.ts";
+import {
+  ceilDiv,
+  type Dispatch,
+  grid1d,
+  makeDispatch,
+  makeUniform,
+  type UniformField,
+  writeUniform,
+} from "./_dispatch.ts";
+
+/** Word offsets in the stats tensor (must match kernels/cross_entropy.wgsl). */
+export const XENT_STATS = { meanLoss: 0, correct: 1, accLossSum: 2, accCorrect: 3, accCount: 4 } as const;
+const STATS_WORDS = 8;
+
+export interface LmHeadXentArgs {
+  /** Final hidden states [rows, d] (after ln_f). */
+  hidden: Tensor;
+  /** Tied embedding / LM head weights [V, d]. */
+  emb: Tensor;
+  /** u32 [P]: row indices into `hidden`, sorted ascending (see writeLabelledPositions). */
+  positions: Tensor;
+  /** u32 [P]: target token per labelled position, each < V. */
+  targets: Tensor;
+  rows: number;
+  d: number;
+  V: number;
+  P: number;
+  /** Backward writes dL/dh here [rows, d]: overwritten (zero at unlabelled rows) unless accumulateDHidden. */
+  dHidden?: Tensor;
+  /** Backward accumulates dL/dEmb here [V, d] (parameter gradients always accumulate). */
+  dEmb?: Tensor;
+  accumulateDHidden?: boolean;
+  /** Multiplies the gradient: 1/P (default) gives the mean; use 1/(labels in the optimizer step) to accumulate. */
+  gradScale?: number;
+  matmulVariant?: MatmulVariant;
+}
+
+export interface LmHeadXentStats {
+  /** Mean loss and correct count of the latest forward. */
+  meanLoss: number;
+  correct: number;
+  /** Running sums since the last resetAccumulators(). */
+  accLossSum: number;
+  accCorrect: number;
+  accCount: number;
+}
+
+export interface LmHeadXentOp {
+  /** gather, logits matmul, per-row loss, stats (also adds to the accumulators). */
+  readonly forward: readonly Dispatch[];
+  /** in-place dlogits, dhg matmul, scatter into dHidden, dEmb matmul (accumulate). Empty without dHidden/dEmb. */
+  readonly backward: readonly Dispatch[];
+  /** u32 words, see XENT_STATS. */
+  readonly stats: Tensor;
+  /** Workspace, exposed for tests and debugging: hg [P,d], logits [P,V] (dlogits after backward), dhg [P,d], rowLoss. */
+  readonly hg: Tensor;
+  readonly logits: Tensor;
+  readonly dhg: Tensor;
+  readonly rowLoss: Tensor;
+  setGradScale(scale: number): void;
+  /** Zeroes the accumulators (queue.writeBuffer: ordered before the next submit). */
+  resetAccumulators(): void;
+  /** Reads the stats back (one readback: call every k steps, not every step). */
+  readStats(): Promise<LmHeadXentStats>;
+  free(): void;
+}
+
+const WG = 256;
+
+/** Validates and uploads labelled positions: the scatter kernel needs them sorted ascending and < rows. */
+export function writeLabelledPositions(gpu: Gpu, t: Tensor, positions: ArrayLike<number>, rows: number): void {
+  for (let k = 0; k < positions.length; k++) {
+    const r = positions[k];
+    if (!Number.isInteger(r) || r < 0 || r >= rows) throw new Error(`labelled position ${r} outside [0, ${rows})`);
+    if (k > 0 && r < positions[k - 1]) throw new Error(`labelled positions must be sorted ascending (index ${k})`);
+  }
+  writeTensor(gpu, t, Uint32Array.from(positions));
+}
+
+export function decodeXentStats(words: Uint32Array): LmHeadXentStats {
+  const asF32 = new Float32Array(words.buffer, words.byteOffset, words.length);
+  return {
+    meanLoss: asF32[XENT_STATS.meanLoss],
+    correct: words[XENT_STATS.correct],
+    accLossSum: asF32[XENT_STATS.accLossSum],
+    accCorrect: words[XENT_STATS.accCorrect],
+    accCount: words[XENT_STATS.accCount],
+  };
+}
+
+export function createLmHeadXent(gpu: Gpu, label: string, args: LmHeadXentArgs): LmHeadXentOp {
+  const { rows, d, V, P } = args;
+  for (const [name, n] of [["rows", rows], ["d", d], ["V", V], ["P", P]] as const) {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${label}: ${name}=${n} must be a positive integer`);
+  }
+  const need = (t: Tensor | undefined, n: number, what: string) => {
+    if (t && t.length < n) throw new Error(`${label}: ${what} ${t.label} has ${t.length} elements, needs ${n}`);
+  };
+  need(args.hidden, rows * d, "hidden");
+  need(args.emb, V * d, "emb");
+  need(args.positions, P, "positions");
+  need(args.targets, P, "targets");
+  need(args.dHidden, rows * d, "dHidden");
+  need(args.dEmb, V * d, "dEmb");
+  const alloc = gpu.allocator;
+  const hg = alloc.tensor(`${label}.hg`, [P, d], "activations");
+  const logits = alloc.tensor(`${label}.logits`, [P, V], "activations");
+  const dhg = alloc.tensor(`${label}.dhg`, [P, d], "activations");
+  const rowLoss = alloc.tensor(`${label}.rowLoss`, [P], "activations");
+  const rowLse = alloc.tensor(`${label}.rowLse`, [P], "activations");
+  const rowCorrect = alloc.tensor(`${label}.rowCorrect`, [P], "activations");
+  const stats = alloc.tensor(`${label}.stats`, [STATS_WORDS], "workspace");
+  const fields = (scale: number): UniformField[] => [
+    ["u32", rows],
+    ["u32", d],
+    ["u32", V],
+    ["u32", P],
+    ["f32", scale],
+    ["u32", 0],
+    ["u32", 0],
+    ["u32", 0],
+  ];
+  const uniform = makeUniform(gpu, `${label}.params`, fields(args.gradScale ?? 1 / P));
+  const variant = args.matmulVariant;
+  const elementwise = (n: number) => grid1d(gpu, ceilDiv(n, WG));
+
+  const forward: Dispatch[] = [
+    makeDispatch(gpu, `${label}.gather`, "cross_entropy", "gather_rows", { WG, GATHER: true }, [
+      uniform,
+      args.positions,
+      args.hidden,
+      hg,
+    ], elementwise(P * d)),
+    matmul(gpu, `${label}.logits`, { a: hg, b: args.emb, out: logits, M: P, N: V, K: d, transB: true, variant }),
+    makeDispatch(gpu, `${label}.rows`, "cross_entropy", "xent_rows", { WG, ROWS: true }, [
+      uniform,
+      args.targets,
+      logits,
+      rowLoss,
+      rowLse,
+      rowCorrect,
+    ], grid1d(gpu, P)),
+    makeDispatch(gpu, `${label}.finish`, "cross_entropy", "xent_finish", { WG, FINISH: true }, [
+      uniform,
+      rowLoss,
+      rowCorrect,
+      stats,
+    ], [1]),
+  ];
+
+  const backward: Dispatch[] = [];
+  if (args.dHidden || args.dEmb) {
+    backward.push(
+      makeDispatch(gpu, `${label}.grad`, "cross_entropy", "xent_grad", { WG, GRAD: true }, [
+        uniform,
+        args.targets,
+        rowLse,
+        logits,
+      ], elementwise(P * V)),
+    );
+  }
+  if (args.dHidden) {
+    backward.push(
+      matmul(gpu, `${label}.dhg`, { a: logits, b: args.emb, out: dhg, M: P, N: d, K: V, variant }),
+      makeDispatch(
+        gpu,
+        `${label}.scatter`,
+        "cross_entropy",
+        "scatter_rows",
+        { WG, SCATTER: true, ACCUMULATE: Boolean(args.accumulateDHidden) },
+        [uniform, args.positions, dhg, args.dHidden],
+        elementwise(rows * d),
+      ),
+    );
+  }
+  if (args.dEmb) {
+    backward.push(
+      matmul(gpu, `${label}.dEmb`, {
+        a: logits,
+        b: hg,
+        out: args.dEmb,
+        M: V,
+        N: d,
+        K: P,
+        transA: true,
+        accumulate: true,
+        variant,
+      }),
+    );
+  }
+
+  return {
+    forward,
+    backward,
+    stats,
+    hg,
+    logits,
+    dhg,
+    rowLoss,
+    setGradScale(scale) {
+      if (!Number.isFinite(scale)) throw new Error(`${label}: gradient scale must be finite`);
+      writeUniform(gpu, uniform, fields(scale));
+    },
+    resetAccumulators() {
+      writeTensor(gpu, stats, new Uint32Array(STATS_WORDS));
+    },
+    async readStats() {
+      return decodeXentStats(await readTensorU32(gpu, stats));
+    },
+    free() {
+      for (const t of [hg, logits, dhg, rowLoss, rowLse, rowCorrect, stats]) alloc.free(t);
+      alloc.free(uniform);
+    },
+  };
+}
