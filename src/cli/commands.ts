@@ -1,6 +1,8 @@
 /** The command registry: one file per command under src/cli/, one line here. */
 import type { Command } from "./_common.ts";
+import { demoCommand } from "./demo.ts";
 import { doctorCommand } from "./doctor.ts";
+import { evalCommand } from "./eval.ts";
 import { paramsCommand } from "./params.ts";
 import { trainCommand } from "./train.ts";
 
@@ -8,4 +10,6 @@ export const COMMANDS: Command[] = [
   doctorCommand,
   paramsCommand,
   trainCommand,
+  evalCommand,
+  demoCommand,
 ];

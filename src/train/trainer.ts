@@ -39,6 +39,8 @@ export interface TrainHooks {
   reportEveryS?: number;
   /** Initial parameter values (e.g. a checkpoint) instead of a fresh init. */
   initialParams?: ReadonlyMap<string, Float32Array>;
+  /** Stop training (after finishing the current step and evaluating) once this much training time has passed. */
+  maxTrainSeconds?: number;
   /** Keep the trained parameters on the GPU for the caller (e.g. `--save`); call `release` when done. */
   keepParams?: boolean;
 }
@@ -167,6 +169,13 @@ async function trainInner(
     for (let s = 0; s < stepsPerEpoch; s++) {
       if (step >= totalSteps) {
         stopReason = `max-steps ${totalSteps}`;
+        break;
+      }
+      if (
+        hooks.maxTrainSeconds !== undefined &&
+        trainSeconds + (performance.now() - epochStart) / 1000 >= hooks.maxTrainSeconds
+      ) {
+        stopReason = `time budget ${hooks.maxTrainSeconds} s`;
         break;
       }
       for (let m = 0; m < accum; m++) {

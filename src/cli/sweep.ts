@@ -1,0 +1,239 @@
+/** `mqar sweep`: validate a sweep config, expand the grid, take one shard, resume, train run by run (or --dry-run). */
+import { parseRunConfigInput, resolveRunConfig, RunConfigError } from "../train/config.ts";
+import type { RunConfig } from "../train/result.ts";
+import { expandGrid, loadSweepConfig, type PlannedRun, planRuns, type SweepConfig } from "../sweep/grid.ts";
+import { describeRun } from "../sweep/merge.ts";
+import {
+  completedRunIds,
+  firstEstimate,
+  planSweep,
+  type RunOne,
+  runSweep,
+  throughputFromResults,
+} from "../sweep/runner.ts";
+import { resultsTargetFile } from "../sweep/results_file.ts";
+import { parseShard, selectShard, type Shard, shardLabel } from "../sweep/shard.ts";
+import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
+
+const USAGE = `Usage: mqar sweep --config SWEEP.json --results PATH [--shard i/n] [--dry-run] [--json]
+                  [--tokens-per-s N] [--continue-on-error]
+
+Runs every run of a sweep grid that has no result yet, one after another, appending each result to the results file
+as soon as it finishes. Rerunning the same command resumes: runs already in the results are skipped (by run id);
+runs recorded with status "error" are retried.
+
+  --config FILE        sweep config (JSON; see configs/sweeps/*.json). Validated completely before any training.
+  --results PATH       a results file (an existing file or a path ending in .jsonl), or a results directory
+                       (any other path; created if needed). In a directory an unsharded sweep writes results.jsonl and
+                       shard i/n writes results-<i>-of-<n>.jsonl; resume reads every *.jsonl in the directory, so
+                       shards can run in parallel (one process per shard) and be re-sharded later.
+  --shard i/n          run only shard i of n (0-based): every n-th run of the grid starting at i. The shards of one
+                       n partition the grid.
+  --dry-run            list the runs (done / to do) and the cost: training tokens (examples × L × epochs; early
+                       stopping lowers it) and estimated hours when a throughput is known (from finished runs of the
+                       same mixer, d_model, L and batch in the results, else --tokens-per-s).
+  --tokens-per-s N     fallback training throughput for the --dry-run estimate.
+  --continue-on-error  when a run throws, note it and go on (default: stop; results so far are kept).
+  --json               machine-readable output (--dry-run plan, or the final summary).
+
+Grid order: sequences (config order) > d_model > mixer > lr > seed. Ctrl-C stops after the run in progress.`;
+
+/** Validates the config file, including every run against the trainer's own config checks. */
+export async function loadGrid(path: string): Promise<{ config: SweepConfig; runs: PlannedRun[] }> {
+  const config = await loadSweepConfig(path, { checkRun });
+  return { config, runs: planRuns(expandGrid(config)) };
+}
+
+/** The trainer's cross-field checks (data generator and model limits) for one run; null when it is valid. */
+export function checkRun(run: RunConfig): string | null {
+  try {
+    resolveRunConfig(parseRunConfigInput(run, "run"));
+    return null;
+  } catch (e) {
+    if (e instanceof RunConfigError) return e.message;
+    throw e;
+  }
+}
+
+function fmtTokens(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}G`
+    : n >= 1e6
+    ? `${(n / 1e6).toFixed(2)}M`
+    : n >= 1e3
+    ? `${(n / 1e3).toFixed(1)}k`
+    : String(n);
+}
+
+function fmtDuration(seconds: number): string {
+  if (seconds < 90) return `${seconds.toFixed(1)} s`;
+  if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(2)} h`;
+}
+
+/** The trainer used when none was wired in: sweeps can still be planned (--dry-run) and validated. */
+const noTrainer: () => Promise<RunOne> = () =>
+  Promise.reject(
+    new UsageError("this build has no trainer wired into `mqar sweep` (use --dry-run to plan); see makeSweepCommand"),
+  );
+
+/**
+ * Builds the command around a trainer. `loadRunOne` is called once, only when there is something to train, so a
+ * dry run never initialises the GPU.
+ */
+export function makeSweepCommand(loadRunOne: () => Promise<RunOne>): Command {
+  return {
+    name: "sweep",
+    summary: "run (or resume, or one shard of) a sweep grid, appending one result line per run",
+    usage: USAGE,
+    async run(args) {
+      const { values } = parseFlags("sweep", args, {
+        config: { type: "string" },
+        results: { type: "string" },
+        shard: { type: "string" },
+        "dry-run": { type: "boolean" },
+        "tokens-per-s": { type: "string" },
+        "continue-on-error": { type: "boolean" },
+        json: { type: "boolean" },
+      });
+      if (!values.config) {
+        throw new UsageError("--config is required (a sweep config JSON, e.g. configs/sweeps/cpu-smoke.json)");
+      }
+      if (!values.results) throw new UsageError("--results is required (a results .jsonl file or a directory)");
+      const tokensPerS = numberFlag("tokens-per-s", values["tokens-per-s"], { min: 0, exclusiveMin: true });
+      const shard: Shard | undefined = values.shard ? parseShard(values.shard) : undefined;
+      const { runs: grid } = await loadGrid(values.config);
+      const runs = shard ? selectShard(grid, shard) : grid;
+      const scope = shard
+        ? `shard ${shardLabel(shard)}: ${runs.length} of ${grid.length} grid runs`
+        : `${grid.length} grid runs`;
+
+      if (values["dry-run"]) {
+        const done = await completedRunIds(values.results);
+        const estimate = firstEstimate(throughputFromResults(done.results), tokensPerS ? () => tokensPerS : undefined);
+        const plan = planSweep(runs, done.ids, estimate);
+        const file = await resultsTargetFile(values.results, shard);
+        if (values.json) {
+          printJson({
+            ...plan,
+            resultsFile: file,
+            warnings: done.warnings,
+            shard: shard ?? null,
+            gridSize: grid.length,
+          });
+          return 0;
+        }
+        for (const w of done.warnings) console.error(`warning: ${w}`);
+        for (const r of plan.runs) {
+          console.log(
+            `${String(r.run.index).padStart(5)}  ${r.run.runId}  ${r.done ? "done" : "todo"}  ${
+              describeRun(r.run.config)
+            }  ` +
+              `${fmtTokens(r.trainTokens)} tokens${
+                r.estimatedHours !== null ? `  ~${fmtDuration(r.estimatedHours * 3600)}` : ""
+              }`,
+          );
+        }
+        console.log(`\n${scope}; ${plan.done} done, ${plan.todo} to run; results file ${file}`);
+        console.log(
+          `training tokens to run: ${fmtTokens(plan.todoTrainTokens)} (of ${fmtTokens(plan.totalTrainTokens)}; ` +
+            `full epochs, early stopping lowers it)`,
+        );
+        if (plan.todo > 0) {
+          const known = plan.todo - plan.runsWithoutEstimate;
+          console.log(
+            plan.estimatedHours !== null && known > 0
+              ? `estimated time: ${fmtDuration(plan.estimatedHours * 3600)} for ${known} of ${plan.todo} runs` +
+                (plan.runsWithoutEstimate ? ` (${plan.runsWithoutEstimate} without a throughput estimate)` : "")
+              : "estimated time: unknown (give --tokens-per-s, or finish a run of each mixer/d/L first)",
+          );
+        }
+        return 0;
+      }
+
+      const controller = new AbortController();
+      const onSigint = () => {
+        if (controller.signal.aborted) Deno.exit(130);
+        console.error("\nstopping after the run in progress (Ctrl-C again to quit now; that run's result is lost)");
+        controller.abort();
+      };
+      let listening = false;
+      try {
+        Deno.addSignalListener("SIGINT", onSigint);
+        listening = true;
+      } catch {
+        // Signals are unavailable on some platforms; Ctrl-C then ends the process (finished results are safe).
+      }
+      let runOne: RunOne | null = null;
+      const started = performance.now();
+      let wallSum = 0;
+      try {
+        const summary = await runSweep({
+          runs,
+          resultsPath: values.results,
+          shard,
+          signal: controller.signal,
+          continueOnError: values["continue-on-error"],
+          runOne: async (cfg, ctx) => {
+            runOne ??= await loadRunOne();
+            return runOne(cfg, ctx);
+          },
+          onProgress: (e) => {
+            if (values.json) return;
+            if (e.kind === "resume") {
+              for (const w of e.warnings) console.error(`warning: ${w}`);
+              console.error(`${scope}; ${e.done} already done, ${e.todo} to run; appending to ${e.file}`);
+            } else if (e.kind === "start") {
+              console.error(`[${e.position}/${e.todo}] ${e.run.runId} ${describeRun(e.run.config)}`);
+            } else if (e.kind === "finish") {
+              wallSum += e.wallS;
+              const r = e.result;
+              const eta = (wallSum / e.position) * (e.todo - e.position);
+              console.error(
+                `[${e.position}/${e.todo}] ${r.status}: best accuracy ${
+                  typeof r.bestAccuracy === "number" ? r.bestAccuracy.toFixed(4) : "–"
+                } (epoch ${r.bestEpoch}, ${r.epochsRun} epochs${r.stopReason ? `, ${r.stopReason}` : ""}) in ${
+                  fmtDuration(e.wallS)
+                }${e.position < e.todo ? `; ~${fmtDuration(eta)} left` : ""}`,
+              );
+            } else if (e.kind === "fail") {
+              console.error(`[${e.position}/${e.todo}] failed: ${(e.error as Error)?.message ?? String(e.error)}`);
+            } else {
+              console.error(`warning: ${e.message}`);
+            }
+          },
+        });
+        const result = {
+          resultsFile: summary.file,
+          total: summary.total,
+          skipped: summary.skipped,
+          completed: summary.completed.length,
+          failed: summary.failed.map((f) => ({
+            runId: f.run.runId,
+            error: String((f.error as Error)?.message ?? f.error),
+          })),
+          aborted: summary.aborted,
+          wallS: (performance.now() - started) / 1000,
+        };
+        if (values.json) printJson(result);
+        else {
+          console.error(
+            `${result.completed} run${
+              result.completed === 1 ? "" : "s"
+            } finished, ${result.skipped} skipped (already done), ` +
+              `${result.failed.length} failed${result.aborted ? ", stopped early" : ""}; results in ${summary.file}`,
+          );
+        }
+        return result.failed.length || result.aborted ? 1 : 0;
+      } finally {
+        if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+      }
+    },
+  };
+}
+
+/**
+ * `mqar sweep` without a trainer: validates and plans (--dry-run). Register the real one with
+ * `makeSweepCommand(() => Promise.resolve(trainRun))` (or a lazy import) in commands.ts.
+ */
+export const sweepCommand: Command = makeSweepCommand(noTrainer);
