@@ -111,6 +111,7 @@ fn load_key_tile(b: u32, h: u32, j0: u32, li: u32) {
 #endif
 
 #if PASS_FORWARD
+#if !SMEM
 @compute @workgroup_size(ROWS_PER_WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -172,8 +173,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
   }
 }
 #endif
+#endif
 
 #if PASS_BWD_DQ
+#if !SMEM
 @compute @workgroup_size(ROWS_PER_WG)
 fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -254,8 +257,10 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   }
 }
 #endif
+#endif
 
 #if PASS_BWD_DKDV
+#if !SMEM
 @compute @workgroup_size(ROWS_PER_WG)
 fn backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -358,6 +363,7 @@ fn backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
   }
 }
+#endif
 #endif
 
 #if PASS_FWD_CHUNKED
@@ -518,4 +524,250 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
   }
 }
+#endif
+
+#if SMEM
+// "smem" variant (spec §5.4): one invocation per (row, output column), so every accumulator is a scalar register, and
+// the score tiles g(S) / dS pass through workgroup memory. FR rows per workgroup, COLS columns per row (forward: DV
+// values + the denominator; dq: F; dk/dv: F + DV), WG_SIZE = FR·COLS. Key (or query) tiles of BS rows, stored with a
+// row stride of F + 1 so the score loop's column reads spread over memory banks. It adds the same terms in the same
+// order as the "rows" variant (masked entries add exact zeros), so the results are bit-identical to it.
+const KSTRIDE = F + 1u;
+
+fn smem_row_col(li: u32) -> vec2<u32> {
+  return vec2<u32>(li / COLS, li % COLS);
+}
+#endif
+
+#if SMEM
+#if PASS_FORWARD
+var<workgroup> sq: array<f32, FR * F>;
+var<workgroup> sk: array<f32, BS * KSTRIDE>;
+var<workgroup> sv: array<f32, BS * DV>;
+var<workgroup> sg: array<f32, FR * BS>;
+var<workgroup> sout: array<f32, FR * COLS>;
+
+@compute @workgroup_size(WG_SIZE)
+fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wid.y;
+  let b = wid.z;
+  let i0 = wid.x * FR;
+  let rc = smem_row_col(li);
+  for (var e = li; e < FR * F; e += WG_SIZE) {
+    let i = min(i0 + e / F, p.seqLen - 1u);
+    sq[e] = q[qk_offset(b, i, h) + e % F] * p.scale;
+  }
+  let rowEnd = min(i0 + FR, p.seqLen);
+  var acc = 0.0;
+  for (var j0 = 0u; j0 < rowEnd; j0 += BS) {
+    workgroupBarrier();
+    for (var e = li; e < BS * F; e += WG_SIZE) {
+      let j = min(j0 + e / F, p.seqLen - 1u);
+      sk[(e / F) * KSTRIDE + e % F] = k[qk_offset(b, j, h) + e % F];
+    }
+    for (var e = li; e < BS * DV; e += WG_SIZE) {
+      let j = min(j0 + e / DV, p.seqLen - 1u);
+      sv[e] = v[v_offset(b, j, h) + e % DV];
+    }
+    workgroupBarrier();
+    for (var e = li; e < FR * BS; e += WG_SIZE) {
+      let r = e / BS;
+      let jj = e % BS;
+      var s = 0.0;
+      for (var a = 0u; a < F; a++) {
+        s = fma(sq[r * F + a], sk[jj * KSTRIDE + a], s);
+      }
+      // Causal mask; rows past the sequence see nothing.
+      let visible = j0 + jj <= i0 + r && i0 + r < p.seqLen;
+      sg[e] = select(0.0, kernel_g(s), visible);
+    }
+    workgroupBarrier();
+    let count = min(BS, rowEnd - j0);
+    let c = min(rc.y, DV - 1u);
+    let isDenominator = rc.y == DV;
+    for (var jj = 0u; jj < count; jj++) {
+      acc = fma(sg[rc.x * BS + jj], select(sv[jj * DV + c], 1.0, isDenominator), acc);
+    }
+  }
+  sout[li] = acc;
+  workgroupBarrier();
+  let i = i0 + rc.x;
+  if (i < p.seqLen) {
+    let inv = 1.0 / (sout[rc.x * COLS + DV] + p.eps);
+    if (rc.y < DV) {
+      y[v_offset(b, i, h) + rc.y] = acc * inv;
+    } else {
+      zinv[z_index(b, i, h)] = inv;
+    }
+  }
+}
+#endif
+
+#if PASS_BWD_DQ
+var<workgroup> sq: array<f32, FR * F>;
+var<workgroup> sdo: array<f32, FR * DV>;
+var<workgroup> sdz: array<f32, FR>;
+var<workgroup> sk: array<f32, BS * KSTRIDE>;
+var<workgroup> sv: array<f32, BS * DV>;
+var<workgroup> sds: array<f32, FR * BS>;
+
+@compute @workgroup_size(WG_SIZE)
+fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wid.y;
+  let b = wid.z;
+  let i0 = wid.x * FR;
+  let rc = smem_row_col(li);
+  for (var e = li; e < FR * F; e += WG_SIZE) {
+    let i = min(i0 + e / F, p.seqLen - 1u);
+    sq[e] = q[qk_offset(b, i, h) + e % F] * p.scale;
+  }
+  for (var e = li; e < FR * DV; e += WG_SIZE) {
+    let i = min(i0 + e / DV, p.seqLen - 1u);
+    sdo[e] = dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)];
+  }
+  // dz_i = -(dy_i·y_i)·zinv_i, one invocation per row, in the same order as the other variants.
+  if (rc.y == 0u) {
+    let i = min(i0 + rc.x, p.seqLen - 1u);
+    let off = v_offset(b, i, h);
+    var dyDotY = 0.0;
+    for (var c = 0u; c < DV; c++) {
+      dyDotY = fma(dy[off + c], y[off + c], dyDotY);
+    }
+    let dzi = -dyDotY * zinv[z_index(b, i, h)];
+    sdz[rc.x] = dzi;
+    if (i0 + rc.x < p.seqLen) {
+      dz[z_index(b, i, h)] = dzi;
+    }
+  }
+  let rowEnd = min(i0 + FR, p.seqLen);
+  var acc = 0.0;
+  for (var j0 = 0u; j0 < rowEnd; j0 += BS) {
+    workgroupBarrier();
+    for (var e = li; e < BS * F; e += WG_SIZE) {
+      let j = min(j0 + e / F, p.seqLen - 1u);
+      sk[(e / F) * KSTRIDE + e % F] = k[qk_offset(b, j, h) + e % F];
+    }
+    for (var e = li; e < BS * DV; e += WG_SIZE) {
+      let j = min(j0 + e / DV, p.seqLen - 1u);
+      sv[e] = v[v_offset(b, j, h) + e % DV];
+    }
+    workgroupBarrier();
+    for (var e = li; e < FR * BS; e += WG_SIZE) {
+      let r = e / BS;
+      let jj = e % BS;
+      var s = 0.0;
+      for (var a = 0u; a < F; a++) {
+        s = fma(sq[r * F + a], sk[jj * KSTRIDE + a], s);
+      }
+      var dA = sdz[r];
+      for (var c = 0u; c < DV; c++) {
+        dA = fma(sdo[r * DV + c], sv[jj * DV + c], dA);
+      }
+      let visible = j0 + jj <= i0 + r && i0 + r < p.seqLen;
+      sds[e] = select(0.0, dA * kernel_g_prime(s), visible);
+    }
+    workgroupBarrier();
+    let count = min(BS, rowEnd - j0);
+    for (var jj = 0u; jj < count; jj++) {
+      acc = fma(sds[rc.x * BS + jj], sk[jj * KSTRIDE + rc.y], acc);
+    }
+  }
+  let i = i0 + rc.x;
+  if (i < p.seqLen) {
+    let off = qk_offset(b, i, h) + rc.y;
+    var g = acc * p.scale;
+#if ACCUMULATE
+    g += dq[off];
+#endif
+    dq[off] = g;
+  }
+}
+#endif
+
+#if PASS_BWD_DKDV
+var<workgroup> sk: array<f32, FR * F>;
+var<workgroup> sv: array<f32, FR * DV>;
+var<workgroup> sq: array<f32, BS * KSTRIDE>;
+var<workgroup> sdo: array<f32, BS * DV>;
+var<workgroup> sdz: array<f32, BS>;
+var<workgroup> sg: array<f32, FR * BS>;
+var<workgroup> sds: array<f32, FR * BS>;
+
+@compute @workgroup_size(WG_SIZE)
+fn backward_dkdv_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wid.y;
+  let b = wid.z;
+  let j0 = wid.x * FR;
+  let rc = smem_row_col(li);
+  for (var e = li; e < FR * F; e += WG_SIZE) {
+    let j = min(j0 + e / F, p.seqLen - 1u);
+    sk[e] = k[qk_offset(b, j, h) + e % F];
+  }
+  for (var e = li; e < FR * DV; e += WG_SIZE) {
+    let j = min(j0 + e / DV, p.seqLen - 1u);
+    sv[e] = v[v_offset(b, j, h) + e % DV];
+  }
+  var acc = 0.0;
+  for (var i0 = j0; i0 < p.seqLen; i0 += BS) {
+    workgroupBarrier();
+    for (var e = li; e < BS * F; e += WG_SIZE) {
+      let i = min(i0 + e / F, p.seqLen - 1u);
+      sq[(e / F) * KSTRIDE + e % F] = q[qk_offset(b, i, h) + e % F] * p.scale;
+    }
+    for (var e = li; e < BS * DV; e += WG_SIZE) {
+      let i = min(i0 + e / DV, p.seqLen - 1u);
+      sdo[e] = dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)];
+    }
+    for (var e = li; e < BS; e += WG_SIZE) {
+      sdz[e] = dz[z_index(b, min(i0 + e, p.seqLen - 1u), h)];
+    }
+    workgroupBarrier();
+    for (var e = li; e < FR * BS; e += WG_SIZE) {
+      let r = e / BS;
+      let ii = e % BS;
+      var s = 0.0;
+      for (var a = 0u; a < F; a++) {
+        s = fma(sq[ii * KSTRIDE + a], sk[r * F + a], s);
+      }
+      var dA = sdz[ii];
+      for (var c = 0u; c < DV; c++) {
+        dA = fma(sdo[ii * DV + c], sv[r * DV + c], dA);
+      }
+      let visible = i0 + ii >= j0 + r && i0 + ii < p.seqLen && j0 + r < p.seqLen;
+      sg[e] = select(0.0, kernel_g(s), visible);
+      sds[e] = select(0.0, dA * kernel_g_prime(s), visible);
+    }
+    workgroupBarrier();
+    let count = min(BS, p.seqLen - i0);
+    if (rc.y < F) {
+      for (var ii = 0u; ii < count; ii++) {
+        acc = fma(sds[rc.x * BS + ii], sq[ii * KSTRIDE + rc.y], acc);
+      }
+    } else {
+      let c = rc.y - F;
+      for (var ii = 0u; ii < count; ii++) {
+        acc = fma(sg[rc.x * BS + ii], sdo[ii * DV + c], acc);
+      }
+    }
+  }
+  let j = j0 + rc.x;
+  if (j < p.seqLen) {
+    if (rc.y < F) {
+      let off = qk_offset(b, j, h) + rc.y;
+      var g = acc;
+#if ACCUMULATE
+      g += dk[off];
+#endif
+      dk[off] = g;
+    } else {
+      let off = v_offset(b, j, h) + rc.y - F;
+      var g = acc;
+#if ACCUMULATE
+      g += dv[off];
+#endif
+      dv[off] = g;
+    }
+  }
+}
+#endif
 #endif

@@ -3,6 +3,9 @@ import type { Command } from "./_common.ts";
 import { demoCommand } from "./demo.ts";
 import { doctorCommand } from "./doctor.ts";
 import { evalCommand } from "./eval.ts";
+import { mergeCommand } from "./merge.ts";
+import { reportCommand } from "./report.ts";
+import { sweepCommand } from "./sweep.ts";
 import { paramsCommand } from "./params.ts";
 import { trainCommand } from "./train.ts";
 
@@ -12,4 +15,7 @@ export const COMMANDS: Command[] = [
   trainCommand,
   evalCommand,
   demoCommand,
+  sweepCommand,
+  mergeCommand,
+  reportCommand,
 ];

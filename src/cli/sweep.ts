@@ -1,7 +1,14 @@
 /** `mqar sweep`: validate a sweep config, expand the grid, take one shard, resume, train run by run (or --dry-run). */
 import { parseRunConfigInput, resolveRunConfig, RunConfigError } from "../train/config.ts";
 import type { RunConfig } from "../train/result.ts";
-import { expandGrid, loadSweepConfig, type PlannedRun, planRuns, type SweepConfig } from "../sweep/grid.ts";
+import {
+  DEFAULT_MIXERS,
+  expandGrid,
+  loadSweepConfig,
+  type PlannedRun,
+  planRuns,
+  type SweepConfig,
+} from "../sweep/grid.ts";
 import { describeRun } from "../sweep/merge.ts";
 import {
   completedRunIds,
@@ -36,7 +43,20 @@ runs recorded with status "error" are retried.
   --continue-on-error  when a run throws, note it and go on (default: stop; results so far are kept).
   --json               machine-readable output (--dry-run plan, or the final summary).
 
-Grid order: sequences (config order) > d_model > mixer > lr > seed. Ctrl-C stops after the run in progress.`;
+Grid order: sequences (config order) > d_model > mixer > lr > seed. Ctrl-C stops after the run in progress.
+
+Sweep config (JSON object; unknown fields are errors):
+  mixers           ["based", "rebased", ...]  (${DEFAULT_MIXERS.join(", ")})
+  dModels          [64, 128, ...]
+  sequences        [{"seqLen": 128, "numKvPairs": 16}, ...]  or  {"seqLens": [...], "numKvPairs": N | "paper" | "L/4"}
+                   ("paper": N = L/4, but 16 at L = 128; needs 4·N <= L, L even)
+  lrs, seeds       [5e-4, 1e-3, ...], [42, 43, ...]
+  trainExamples, testExamples, epochs, batchSize, vocabSize (> every L), dataSeed, earlyStopAccuracy (0..1)
+  microBatchSize   optional: N, "paper" (256 // (L // 512) for L >= 512) or {"1024": 128, ...}; divides batchSize
+  maxSteps         optional: N or null
+  powerA, randomNonQueries, weightDecay   optional (paper: 0.01, false, 0.1)
+  name, description                       optional text
+Presets: configs/sweeps/{paper-figure1,paper-table1-ablation,cpu-smoke,cpu-tiny}.json`;
 
 /** Validates the config file, including every run against the trainer's own config checks. */
 export async function loadGrid(path: string): Promise<{ config: SweepConfig; runs: PlannedRun[] }> {
@@ -71,17 +91,36 @@ function fmtDuration(seconds: number): string {
   return `${(seconds / 3600).toFixed(2)} h`;
 }
 
-/** The trainer used when none was wired in: sweeps can still be planned (--dry-run) and validated. */
-const noTrainer: () => Promise<RunOne> = () =>
-  Promise.reject(
-    new UsageError("this build has no trainer wired into `mqar sweep` (use --dry-run to plan); see makeSweepCommand"),
-  );
+/** What a trainer loader is told about the invocation. */
+export interface TrainerOptions {
+  /** --json: print nothing but the final JSON. */
+  quiet: boolean;
+}
+
+/** The real trainer: acquires the GPU once and trains each run with src/train/trainer.ts. */
+export async function loadGpuTrainer(opts: TrainerOptions): Promise<RunOne> {
+  // Imported on demand so `merge`, `report` and dry runs never load the GPU stack.
+  const [{ acquireGpu }, { trainRun }] = await Promise.all([import("../gpu/device.ts"), import("../train/trainer.ts")]);
+  const gpu = await acquireGpu();
+  if (!opts.quiet) console.error(`training on ${gpu.info.description} (${gpu.info.backend})`);
+  return async (cfg) => {
+    const outcome = await trainRun(gpu, cfg, {
+      onEpoch: opts.quiet ? undefined : (e) =>
+        console.error(
+          `    epoch ${e.epoch + 1}/${cfg.epochs}: test accuracy ${e.accuracy.toFixed(4)}, ` +
+            `train loss ${e.trainLoss.toFixed(4)}, ${e.seconds.toFixed(1)} s`,
+        ),
+    });
+    outcome.release();
+    return outcome.result;
+  };
+}
 
 /**
  * Builds the command around a trainer. `loadRunOne` is called once, only when there is something to train, so a
  * dry run never initialises the GPU.
  */
-export function makeSweepCommand(loadRunOne: () => Promise<RunOne>): Command {
+export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<RunOne>): Command {
   return {
     name: "sweep",
     summary: "run (or resume, or one shard of) a sweep grid, appending one result line per run",
@@ -175,7 +214,7 @@ export function makeSweepCommand(loadRunOne: () => Promise<RunOne>): Command {
           signal: controller.signal,
           continueOnError: values["continue-on-error"],
           runOne: async (cfg, ctx) => {
-            runOne ??= await loadRunOne();
+            runOne ??= await loadRunOne({ quiet: Boolean(values.json) });
             return runOne(cfg, ctx);
           },
           onProgress: (e) => {
@@ -192,7 +231,7 @@ export function makeSweepCommand(loadRunOne: () => Promise<RunOne>): Command {
               console.error(
                 `[${e.position}/${e.todo}] ${r.status}: best accuracy ${
                   typeof r.bestAccuracy === "number" ? r.bestAccuracy.toFixed(4) : "–"
-                } (epoch ${r.bestEpoch}, ${r.epochsRun} epochs${r.stopReason ? `, ${r.stopReason}` : ""}) in ${
+                } (epoch ${r.bestEpoch + 1}, ${r.epochsRun} epochs${r.stopReason ? `, ${r.stopReason}` : ""}) in ${
                   fmtDuration(e.wallS)
                 }${e.position < e.todo ? `; ~${fmtDuration(eta)} left` : ""}`,
               );
@@ -232,8 +271,5 @@ export function makeSweepCommand(loadRunOne: () => Promise<RunOne>): Command {
   };
 }
 
-/**
- * `mqar sweep` without a trainer: validates and plans (--dry-run). Register the real one with
- * `makeSweepCommand(() => Promise.resolve(trainRun))` (or a lazy import) in commands.ts.
- */
-export const sweepCommand: Command = makeSweepCommand(noTrainer);
+/** `mqar sweep` with the GPU trainer. */
+export const sweepCommand: Command = makeSweepCommand(loadGpuTrainer);

@@ -17,7 +17,7 @@ import type { Tensor } from "../gpu/allocator.ts";
 import { cosineLr, modelConfigOf, mqarConfigOf } from "./config.ts";
 import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "./result.ts";
 import { runEnvironment } from "./environment.ts";
-import { computeRunId } from "../sweep/run_id.ts";
+import { computeRunId } from "./run_id.ts";
 
 export interface TrainProgress {
   epoch: number;

@@ -23,7 +23,7 @@ import { gpuTest, testGpu } from "../_helpers/gpu.ts";
 type Shape = Omit<LinearAttentionShape, "kernel">;
 
 const KERNELS: LinearAttentionKernel[] = ["based", "rebased"];
-const PARALLEL_VARIANTS: LinearAttentionVariant[] = ["rows", "tiled"];
+const PARALLEL_VARIANTS: LinearAttentionVariant[] = ["rows", "tiled", "smem"];
 // "chunked" is a forward variant; its backward runs the adapter's default parallel variant.
 const VARIANTS: LinearAttentionVariant[] = [...PARALLEL_VARIANTS, "chunked"];
 const SHAPES: Shape[] = [
@@ -107,6 +107,18 @@ function referenceOutputs(shape: LinearAttentionShape, x: Inputs) {
   return { y: fwd.y, zinv: fwd.z.map((z) => 1 / (z + LINEAR_ATTENTION_EPS)), ...grads };
 }
 
+/**
+ * fp32 vs float64. y and zinv use the default FP32 tolerance. A gradient's absolute error scales with the largest terms
+ * summed into it, not with its own value: dA_ij = zinv_i·dy_i·(v_j − y_i) cancels catastrophically where y_i ≈ v_j
+ * (ReBased row 0 has y_0 ≈ v_0 and dq_0 ≈ 0, yet fp32 leaves O(1e-7·|dy||v|/z) there; seen on an H200). So gradient
+ * atol grows with the tensor's largest |value|.
+ */
+function tolerances(ref: Record<string, Float64Array>) {
+  const maxAbs = (x: Float64Array) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const grad = (x: Float64Array) => ({ rtol: 2e-4, atol: 2e-5 * (1 + maxAbs(x)) });
+  return { dq: grad(ref.dq), dk: grad(ref.dk), dv: grad(ref.dv) };
+}
+
 for (const kernel of KERNELS) {
   for (const variant of VARIANTS) {
     for (const s of SHAPES) {
@@ -127,6 +139,7 @@ for (const kernel of KERNELS) {
               submit(gpu, [g.forward, g.backward]);
               return await readAll(gpu, g.tensors);
             },
+            tolerances: tolerances(ref),
           });
           g.free();
         },
@@ -162,6 +175,7 @@ Deno.test({
             dv: ref.dv.map((x) => x + 1),
           }),
           gpu: () => first,
+          tolerances: tolerances(ref),
         });
         // Rerun with the gradients zeroed again: every output must be bit-identical.
         for (const name of ["dq", "dk", "dv"] as const) {
@@ -175,9 +189,47 @@ Deno.test({
         results.push(first);
         g.free();
       }
-      // Both variants add the same terms in the same order.
-      for (const name of Object.keys(results[0])) {
-        assertEquals(Array.from(results[1][name]), Array.from(results[0][name]), `${kernel} rows vs tiled ${name}`);
+      // All parallel variants add the same terms in the same order.
+      for (let v = 1; v < results.length; v++) {
+        for (const name of Object.keys(results[0])) {
+          const what = `${kernel} ${PARALLEL_VARIANTS[v]} vs rows ${name}`;
+          assertEquals(Array.from(results[v][name]), Array.from(results[0][name]), what);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "linear attention: odd workgroup and key-tile sizes (tile edges inside the causal boundary)",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const s: Shape = { batch: 2, seqLen: 37, heads: 2, featureDim: 6, valueDim: 3 };
+    const tunings: Partial<LinearAttentionConfig>[] = [
+      { variant: "tiled", rowsPerWorkgroup: 16, keyTile: 5 },
+      { variant: "tiled", rowsPerWorkgroup: 7, keyTile: 64 },
+      { variant: "rows", rowsPerWorkgroup: 8 },
+      { variant: "smem", threadsPerWorkgroup: 40, keyTile: 5 },
+      // Fewer invocations than columns: one row per workgroup.
+      { variant: "smem", threadsPerWorkgroup: 1, keyTile: 64 },
+    ];
+    for (const kernel of KERNELS) {
+      const shape: LinearAttentionShape = { ...s, kernel };
+      const inputs = makeInputs(s, 600);
+      const ref = referenceOutputs(shape, inputs);
+      for (const tuning of tunings) {
+        const g = await setup(gpu, { ...shape, ...tuning }, inputs);
+        await checkKernel({
+          name: `${kernel} ${JSON.stringify(tuning)}`,
+          reference: () => ref,
+          gpu: async () => {
+            submit(gpu, [g.forward, g.backward]);
+            return await readAll(gpu, g.tensors);
+          },
+          tolerances: tolerances(ref),
+        });
+        g.free();
       }
     }
   },
