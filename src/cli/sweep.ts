@@ -22,7 +22,7 @@ import { resultsTargetFile } from "../sweep/results_file.ts";
 import { parseShard, selectShard, type Shard, shardLabel } from "../sweep/shard.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 
-const USAGE = `Usage: mqar sweep --config SWEEP.json --results PATH [--shard i/n] [--dry-run] [--json]
+const USAGE = `Usage: mqar sweep --config SWEEP.json --out PATH [--shard i/n] [--dry-run] [--json]
                   [--tokens-per-s N] [--continue-on-error]
 
 Runs every run of a sweep grid that has no result yet, one after another, appending each result to the results file
@@ -30,7 +30,7 @@ as soon as it finishes. Rerunning the same command resumes: runs already in the 
 runs recorded with status "error" are retried.
 
   --config FILE        sweep config (JSON; see configs/sweeps/*.json). Validated completely before any training.
-  --results PATH       a results file (an existing file or a path ending in .jsonl), or a results directory
+  --out PATH           (alias --results) a results file (an existing file or a path ending in .jsonl), or a results directory
                        (any other path; created if needed). In a directory an unsharded sweep writes results.jsonl and
                        shard i/n writes results-<i>-of-<n>.jsonl; resume reads every *.jsonl in the directory, so
                        shards can run in parallel (one process per shard) and be re-sharded later.
@@ -129,6 +129,7 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
       const { values } = parseFlags("sweep", args, {
         config: { type: "string" },
         results: { type: "string" },
+        out: { type: "string" },
         shard: { type: "string" },
         "dry-run": { type: "boolean" },
         "tokens-per-s": { type: "string" },
@@ -138,7 +139,11 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
       if (!values.config) {
         throw new UsageError("--config is required (a sweep config JSON, e.g. configs/sweeps/cpu-smoke.json)");
       }
-      if (!values.results) throw new UsageError("--results is required (a results .jsonl file or a directory)");
+      if (values.out && values.results && values.out !== values.results) {
+        throw new UsageError("--out and --results name the same thing (where results go): give one of them");
+      }
+      values.results ??= values.out;
+      if (!values.results) throw new UsageError("--out (or --results) is required: a results .jsonl file or a directory");
       const tokensPerS = numberFlag("tokens-per-s", values["tokens-per-s"], { min: 0, exclusiveMin: true });
       const shard: Shard | undefined = values.shard ? parseShard(values.shard) : undefined;
       const { runs: grid } = await loadGrid(values.config);
