@@ -109,6 +109,15 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
     for (const k of REPORTED_LIMITS) if (k in limits) core[k] = limits[k];
     device = await adapter.requestDevice({ requiredFeatures: wanted as GPUFeatureName[], requiredLimits: core });
   }
+  // Without a handler, a shader or validation error only leaves buffers untouched: make it visible, once per message.
+  const seen = new Set<string>();
+  device.addEventListener("uncapturederror", (event) => {
+    const message = (event as GPUUncapturedErrorEvent).error.message;
+    if (!seen.has(message)) {
+      seen.add(message);
+      console.error(`WebGPU error: ${message}`);
+    }
+  });
   const ai = adapter.info;
   const description = ai.description || ai.device || "unknown adapter";
   const info: AdapterSummary = {
