@@ -1,8 +1,10 @@
 /** The command registry: one file per command under src/cli/, one line here. */
 import type { Command } from "./_common.ts";
+import { benchCommand } from "./bench.ts";
 import { demoCommand } from "./demo.ts";
 import { doctorCommand } from "./doctor.ts";
 import { evalCommand } from "./eval.ts";
+import { gateCommand } from "./gate.ts";
 import { mergeCommand } from "./merge.ts";
 import { reportCommand } from "./report.ts";
 import { sweepCommand } from "./sweep.ts";
@@ -18,4 +20,6 @@ export const COMMANDS: Command[] = [
   sweepCommand,
   mergeCommand,
   reportCommand,
+  benchCommand,
+  gateCommand,
 ];

@@ -1,0 +1,251 @@
+/**
+ * Analytic cost model of one training step of the MQAR model (src/model/graph.ts), so a benchmark can show expected
+ * next to measured figures. Pure: no GPU.
+ *
+ * FLOPs ("model FLOPs": what the maths needs, not what a kernel happens to do):
+ *   - every Linear layer: 2·rows·in·out forward; backward dW and dX, 2·rows·in·out each (every Linear of the graph
+ *     computes its input gradient);
+ *   - the LM head (tied to the word embeddings) on the P = B·N labelled rows only: 2·P·d·V forward, dh and dEmb backward;
+ *   - BaseConv's depthwise 3-tap causal convolution: 2·3·rows·d forward, du and dweight backward;
+ *   - softmax attention: causal pairs (i ≥ j) only, L(L+1)/2 per example and head: QKᵀ and P·V (2·dh each per pair)
+ *     forward; dV, dP, dQ, dK backward (2·dh each per pair);
+ *   - Based/ReBased linear attention, exact parallel form: per causal pair and head, q·k (2f) and A·V (2dv) forward;
+ *     dA, dV (2dv each) and dQ, dK (2f each) backward.
+ * Not counted: LayerNorm, residual adds, dropout, softmax/feature-map exponentials and the normaliser sums, the
+ * cross-entropy rows, AdamW, embedding lookups (all O(rows·width) memory-bound work), and recomputation inside the
+ * backward kernels (attention scores are recomputed from q, k rather than stored).
+ *
+ * Bytes: every storage buffer of the params, grads, optimizer and activations categories that the graph, the mixers,
+ * the LM head and AdamW allocate (src/model/graph.ts, src/mixers/*, src/ops/attention.ts, src/ops/cross_entropy.ts),
+ * each padded as the allocator pads it (`paddedBytes`). These match the allocator's peak per category exactly (tests
+ * check it); the workspace category (uniforms, reduction partials, split-K scratch) depends on kernel choices and on the
+ * adapter and is only measured.
+ */
+import { paddedBytes } from "../gpu/allocator.ts";
+import { type ModelConfig, valueHeadDim } from "../model/config.ts";
+import { paramSpec } from "../model/param_spec.ts";
+import { REBASED_TRANSFORMS, type ReBasedVariant } from "../mixers/rebased.ts";
+
+export interface AnalyticShape {
+  /** Examples per micro-batch (B). */
+  batch: number;
+  /** Labelled positions per example (MQAR: N), the rows the LM head sees. */
+  labelsPerExample: number;
+}
+
+export type FlopKind = "linear" | "lm_head" | "conv" | "attention" | "linear_attention";
+
+export interface FlopTerm {
+  /** e.g. "layers.1.mixer.Wqkv". */
+  name: string;
+  kind: FlopKind;
+  forward: number;
+  backward: number;
+}
+
+export interface AnalyticFlops {
+  terms: FlopTerm[];
+  /** Tokens per micro-batch (B·L): the "per token" denominator. */
+  tokens: number;
+  forward: number;
+  backward: number;
+  /** forward + backward: one training micro-batch. */
+  train: number;
+  perToken: { forward: number; backward: number; train: number };
+}
+
+/** Causal (i ≥ j) query-key pairs of one sequence of length L. */
+export const causalPairs = (L: number): number => (L * (L + 1)) / 2;
+
+function linearTerm(name: string, rows: number, inFeatures: number, outFeatures: number): FlopTerm {
+  const f = 2 * rows * inFeatures * outFeatures;
+  return { name, kind: "linear", forward: f, backward: 2 * f };
+}
+
+export type LayerKind = "base_conv" | "mha" | "linear_attention";
+
+/** The mixers of the two layers, as src/mixers/registry.ts builds them. */
+export function layerMixers(cfg: ModelConfig): readonly LayerKind[] {
+  if (cfg.mixer === "attention") return ["mha", "mha"];
+  return ["base_conv", cfg.mixer === "conv_attention" ? "mha" : "linear_attention"];
+}
+
+function checkShape(cfg: ModelConfig, shape: AnalyticShape): void {
+  for (const [name, v] of [["batch", shape.batch], ["labelsPerExample", shape.labelsPerExample]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`analytic: ${name} must be a positive integer, got ${v}`);
+  }
+  if (shape.labelsPerExample > cfg.seqLen) {
+    throw new Error(`analytic: ${shape.labelsPerExample} labels per example exceed seqLen ${cfg.seqLen}`);
+  }
+}
+
+export function analyticFlops(cfg: ModelConfig, shape: AnalyticShape): AnalyticFlops {
+  checkShape(cfg, shape);
+  const B = shape.batch, L = cfg.seqLen, d = cfg.dModel, V = cfg.vocabSize;
+  const rows = B * L;
+  const P = B * shape.labelsPerExample;
+  const terms: FlopTerm[] = [];
+  layerMixers(cfg).forEach((kind, i) => {
+    const p = `layers.${i}.mixer`;
+    if (kind === "base_conv") {
+      terms.push(linearTerm(`${p}.projection`, rows, d, d));
+      const conv = 2 * 3 * rows * d;
+      terms.push({ name: `${p}.conv`, kind: "conv", forward: conv, backward: 2 * conv });
+    } else if (kind === "mha") {
+      terms.push(linearTerm(`${p}.Wqkv`, rows, d, 3 * d));
+      // H heads of dh = d/H: Σ over heads of 2·dh per pair is 2·d per pair.
+      const perProduct = 2 * d * B * causalPairs(L);
+      terms.push({ name: `${p}.attn`, kind: "attention", forward: 2 * perProduct, backward: 4 * perProduct });
+      terms.push(linearTerm(`${p}.out_proj`, rows, d, d));
+    } else {
+      const H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
+      terms.push(linearTerm(`${p}.proj_q`, rows, d, H * f));
+      terms.push(linearTerm(`${p}.proj_k`, rows, d, H * f));
+      terms.push(linearTerm(`${p}.proj_v`, rows, d, H * dv));
+      const pairs = B * H * causalPairs(L);
+      terms.push({
+        name: `${p}.attn`,
+        kind: "linear_attention",
+        forward: pairs * (2 * f + 2 * dv),
+        backward: pairs * (4 * f + 4 * dv),
+      });
+      terms.push(linearTerm(`${p}.proj_o`, rows, H * dv, d));
+    }
+  });
+  const head = 2 * P * d * V;
+  terms.push({ name: "lm_head", kind: "lm_head", forward: head, backward: 2 * head });
+  const forward = terms.reduce((s, t) => s + t.forward, 0);
+  const backward = terms.reduce((s, t) => s + t.backward, 0);
+  return {
+    terms,
+    tokens: rows,
+    forward,
+    backward,
+    train: forward + backward,
+    perToken: { forward: forward / rows, backward: backward / rows, train: (forward + backward) / rows },
+  };
+}
+
+export type BufferCategory = "params" | "grads" | "optimizer" | "activations";
+
+export interface AnalyticBuffer {
+  name: string;
+  category: BufferCategory;
+  /** 4-byte elements. */
+  elements: number;
+  /** Allocated bytes (padded like the allocator). */
+  bytes: number;
+}
+
+export interface AnalyticBytes {
+  buffers: AnalyticBuffer[];
+  byCategory: Record<BufferCategory, number>;
+  /** Sum over the four categories (workspace excluded). */
+  total: number;
+  /** The single largest buffer: what has to fit maxBufferSize / maxStorageBufferBindingSize. */
+  largest: AnalyticBuffer;
+}
+
+export interface AnalyticBytesOptions extends AnalyticShape {
+  /** A training graph (backward buffers) with AdamW moments; false: a forward-only graph with an inference store. */
+  training: boolean;
+}
+
+/** Every storage buffer of the four deterministic categories for one graph (see the module comment). */
+export function analyticBuffers(cfg: ModelConfig, options: AnalyticBytesOptions): AnalyticBytes {
+  checkShape(cfg, options);
+  const { training } = options;
+  const B = options.batch, L = cfg.seqLen, d = cfg.dModel, V = cfg.vocabSize;
+  const rows = B * L;
+  const P = B * options.labelsPerExample;
+  const buffers: AnalyticBuffer[] = [];
+  const add = (name: string, category: BufferCategory, elements: number) =>
+    buffers.push({ name, category, elements, bytes: paddedBytes(elements) });
+  // ParamStore: param + grad always; AdamW moments in a training store.
+  for (const spec of paramSpec(cfg)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    add(spec.name, "params", n);
+    add(`${spec.name}.grad`, "grads", n);
+    if (training) {
+      add(`${spec.name}.adam_m`, "optimizer", n);
+      add(`${spec.name}.adam_v`, "optimizer", n);
+    }
+  }
+  const act = (name: string, elements: number) => add(name, "activations", elements);
+  for (let i = 0; i < 5; i++) act(`r${i}`, rows * d);
+  for (let i = 0; i < 2; i++) {
+    for (const n of ["norm1", "norm2"]) {
+      act(`layers.${i}.${n}.out`, rows * d);
+      act(`layers.${i}.${n}.mean`, rows);
+      act(`layers.${i}.${n}.rstd`, rows);
+    }
+  }
+  act("ln_f.out", rows * d);
+  act("ln_f.mean", rows);
+  act("ln_f.rstd", rows);
+  act("mixer_out", rows * d);
+  if (training) { for (const n of ["grad.a", "grad.b", "grad.mixer_in"]) act(n, rows * d); }
+
+  layerMixers(cfg).forEach((kind, i) => {
+    const p = `layers.${i}.mixer`;
+    if (kind === "base_conv") {
+      act(`${p}.proj`, rows * d);
+      if (training) act(`${p}.dproj`, rows * d);
+    } else if (kind === "mha") {
+      const H = cfg.attnHeads;
+      act(`${p}.qkv`, rows * 3 * d);
+      act(`${p}.attn_out`, rows * d);
+      if (training) {
+        act(`${p}.d_attn_out`, rows * d);
+        act(`${p}.dqkv`, rows * 3 * d);
+        act(`${p}.attn.rowD`, B * H * L);
+      }
+      // The default (materialized) attention keeps the [B, H, L, L] probabilities.
+      act(`${p}.attn.probs`, B * H * L * L);
+    } else {
+      const H = cfg.numHeads, qk = H * cfg.featureDim, vd = H * valueHeadDim(cfg);
+      act(`${p}.q`, rows * qk);
+      act(`${p}.k`, rows * qk);
+      act(`${p}.v`, rows * vd);
+      act(`${p}.y`, rows * vd);
+      act(`${p}.zinv`, rows * H);
+      const transform = cfg.mixer === "based" ? null : REBASED_TRANSFORMS[cfg.mixer as ReBasedVariant];
+      if (transform) {
+        for (const w of ["q", "k"]) {
+          act(`${p}.${w}_t`, rows * qk);
+          if (transform.flags.normalize !== false) {
+            act(`${p}.${w}_mean`, rows);
+            act(`${p}.${w}_rstd`, rows);
+          }
+        }
+      }
+      if (training) {
+        act(`${p}.dy`, rows * vd);
+        act(`${p}.dz`, rows * H);
+        act(`${p}.dq_t`, rows * qk);
+        act(`${p}.dk_t`, rows * qk);
+        act(`${p}.dv`, rows * vd);
+        if (transform) {
+          act(`${p}.dq`, rows * qk);
+          act(`${p}.dk`, rows * qk);
+        }
+      }
+    }
+  });
+  // The LM head's buffers exist in forward-only graphs too (dhg is simply unused there).
+  act("lm_head.hg", P * d);
+  act("lm_head.logits", P * V);
+  act("lm_head.dhg", P * d);
+  for (const n of ["rowLoss", "rowLse", "rowCorrect"]) act(`lm_head.${n}`, P);
+
+  const byCategory: Record<BufferCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0 };
+  for (const b of buffers) byCategory[b.category] += b.bytes;
+  const largest = buffers.reduce((m, b) => (b.bytes > m.bytes ? b : m));
+  const total = byCategory.params + byCategory.grads + byCategory.optimizer + byCategory.activations;
+  return { buffers, byCategory, total, largest };
+}
+
+/** Bytes per token of a byte count at B·L tokens per micro-batch. */
+export function perToken(bytes: number, cfg: Pick<ModelConfig, "seqLen">, batch: number): number {
+  return bytes / (batch * cfg.seqLen);
+}
