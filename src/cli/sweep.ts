@@ -143,7 +143,9 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
         throw new UsageError("--out and --results name the same thing (where results go): give one of them");
       }
       values.results ??= values.out;
-      if (!values.results) throw new UsageError("--out (or --results) is required: a results .jsonl file or a directory");
+      if (!values.results) {
+        throw new UsageError("--out (or --results) is required: a results .jsonl file or a directory");
+      }
       const tokensPerS = numberFlag("tokens-per-s", values["tokens-per-s"], { min: 0, exclusiveMin: true });
       const shard: Shard | undefined = values.shard ? parseShard(values.shard) : undefined;
       const { runs: grid } = await loadGrid(values.config);
