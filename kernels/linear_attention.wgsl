@@ -1,16 +1,20 @@
-// Based / ReBased causal linear attention, exact parallel (quadratic) form (spec §5.1), forward and backward.
+// Based / ReBased causal linear attention, exact parallel (quadratic) form (spec §5.1), forward and backward, plus a
+// chunked O(L) forward (spec §5.3).
 // Layout: q, k [B*L, H*F]; v, y, dy [B*L, H*DV]; zinv, dz [B*L, H]; token-major, heads side by side.
 // Per (batch b, head h): S_ij = (q_i·k_j)·scale, g = 1 + S + S²/2 (Based) or S² (REBASED),
 //   y_i = Σ_{j≤i} g(S_ij) v_j / (Σ_{j≤i} g(S_ij) + eps); the forward saves zinv_i = 1/(z_i + eps).
 // Backward folds the division: do_i = dy_i·zinv_i, dz_i = -(dy_i·y_i)·zinv_i;
 //   dA_ij = do_i·v_j + dz_i, dS_ij = dA_ij·g'(S_ij), dq_i = scale Σ_{j≤i} dS_ij k_j,
 //   dk_j = scale Σ_{i≥j} dS_ij q_i, dv_j = Σ_{i≥j} g(S_ij) do_i.
-// One invocation owns one row (a query row, or a key row for dk/dv) and keeps its accumulators in registers, so every
-// output is one fixed-order sum: deterministic without atomics. The dq pass also writes dz for the dk/dv pass.
-// Exactly one PASS_* define is set per module (their binding lists differ). TILED stages key (or query) tiles of BS
-// rows through workgroup memory (real GPUs); otherwise each invocation reads them from global memory (CPU rasterisers,
-// where barriers are expensive). Both variants sum in the same order.
-// Defines: F, DV, REBASED, ROWS_PER_WG, TILED, BS, ACCUMULATE (backward: add into dq/dk/dv).
+// Every output is one fixed-order sum owned by one invocation: deterministic without atomics. The dq pass also writes
+// dz for the dk/dv pass. Exactly one PASS_* define is set per module (their binding lists differ).
+// Parallel variants (same terms, same order, bit-identical results):
+//   (neither define): one invocation per row, register accumulators, keys read from global memory (CPU rasterisers,
+//                     where barriers are expensive);
+//   TILED:            the same with key/query tiles of BS rows staged through workgroup memory;
+//   SMEM:             one invocation per (row, output column), scalar accumulators, score tiles in workgroup memory
+//                     (real GPUs: 1.6-3.5x faster than TILED on an H200).
+// Defines: F, DV, REBASED, ACCUMULATE (backward: add into dq/dk/dv), ROWS_PER_WG, TILED, BS, SMEM, FR, COLS, WG_SIZE.
 
 struct Params {
   batch: u32,

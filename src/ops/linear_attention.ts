@@ -36,7 +36,7 @@ export interface LinearAttentionConfig {
   rowsPerWorkgroup?: number;
   /** Rows staged per step through workgroup memory by the tiled and smem variants; default 32 (8 on GL). */
   keyTile?: number;
-  /** Invocations per workgroup of the smem variant (rows per workgroup = this / columns per row); default 256. */
+  /** Invocations per workgroup of the smem variant (rows per workgroup = this / columns per row); default 512. */
   threadsPerWorkgroup?: number;
 }
 
@@ -81,7 +81,8 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 }
 
 const DEFAULT_ROWS_PER_WG = 64;
-const DEFAULT_SMEM_THREADS = 256;
+// Best of 128..1024 on an H200 (B=512, L=256 and L ≤ 2048 shapes); capped by the device's invocation limit.
+const DEFAULT_SMEM_THREADS = 512;
 
 function validate(label: string, cfg: LinearAttentionConfig, tensors: Record<string, [Tensor, number]>): void {
   for (const [name, n] of Object.entries({ batch: cfg.batch, seqLen: cfg.seqLen, heads: cfg.heads })) {
@@ -139,7 +140,9 @@ function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumula
     // One invocation per (row, output column): forward DV values + denominator, dq F, dk/dv F + DV.
     const cols = pass === "forward" ? dv + 1 : pass === "backward_dq" ? f : f + dv;
     const limit = gpu.limits.maxComputeInvocationsPerWorkgroup ?? 256;
-    const threads = Math.min(cfg.threadsPerWorkgroup ?? DEFAULT_SMEM_THREADS, limit);
+    // GL compiles workgroup arrays slowly (it unrolls their zero-initialisation), so it gets small workgroups.
+    const fallback = gpu.info.backend === "gl" ? 64 : DEFAULT_SMEM_THREADS;
+    const threads = Math.min(cfg.threadsPerWorkgroup ?? fallback, limit);
     const rows = Math.max(1, Math.min(64, Math.floor(threads / cols)));
     if (rows * cols > limit) throw new Error(`linear attention: ${cols} columns per row exceed ${limit} invocations`);
     Object.assign(defines, { SMEM: true, FR: rows, COLS: cols, WG_SIZE: rows * cols });
