@@ -17,19 +17,19 @@ export const DEMO_CONFIG: RunConfigInput = {
   dModel: 64,
   seqLen: 64,
   numKvPairs: 8,
-  vocabSize: 8192,
-  trainExamples: 20_000,
+  vocabSize: 2048,
+  trainExamples: 8_000,
   testExamples: 500,
   batchSize: 64,
-  epochs: 8,
+  epochs: 16,
   lr: 3e-3,
   seed: 42,
 };
 
 const USAGE = `Usage: mqar demo [--budget SECONDS] [--out DIR]
 
-Trains ${DEMO_MIXERS.join(", ")} on MQAR (d=64, L=64, 8 kv pairs, V=8192) until test accuracy > 0.99 or the time
-budget per mixer (default 90 s of training) runs out, then prints a comparison table and writes DIR/demo.md and
+Trains ${DEMO_MIXERS.join(", ")} on MQAR (d=64, L=64, 8 kv pairs, V=2048) until test accuracy > 0.99 or the time
+budget per mixer (default 60 s of training) runs out, then prints a comparison table and writes DIR/demo.md and
 DIR/results.jsonl (default DIR: results/demo).`;
 
 function mib(bytes: number): string {
@@ -58,7 +58,7 @@ export const demoCommand: Command = {
   usage: USAGE,
   async run(args) {
     const { values } = parseFlags("demo", args, { budget: { type: "string" }, out: { type: "string" } });
-    const budget = numberFlag("budget", values.budget, { min: 1 }) ?? 90;
+    const budget = numberFlag("budget", values.budget, { min: 1 }) ?? 60;
     const outDir = values.out ?? "results/demo";
     const gpu = await acquireGpu();
     console.log(`mqar demo on ${gpu.info.description} (${gpu.info.backend}${gpu.info.software ? ", software" : ""})`);

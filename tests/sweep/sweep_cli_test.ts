@@ -90,7 +90,7 @@ Deno.test("mqar sweep: trains through the injected trainer, then resumes with no
 
 Deno.test("mqar sweep: user mistakes are reported before anything runs", async () => {
   await assertRejects(() => sweepCommand.run(["--results", "x"]), /--config is required/);
-  await assertRejects(() => sweepCommand.run(["--config", TINY]), /--results is required/);
+  await assertRejects(() => sweepCommand.run(["--config", TINY]), /--out \(or --results\) is required/);
   await assertRejects(() => sweepCommand.run(["--config", TINY, "--results", "x", "--shard", "2/2"]), /--shard/);
   await assertRejects(() => sweepCommand.run(["--config", TINY, "--results", "x", "--bogus"]), /known flags for sweep/);
   await assertRejects(
