@@ -21,6 +21,7 @@
  * check it); the workspace category (uniforms, reduction partials, split-K scratch) depends on kernel choices and on the
  * adapter and is only measured.
  */
+import { defaultAttentionVariant } from "../ops/attention.ts";
 import { paddedBytes } from "../gpu/allocator.ts";
 import { type ModelConfig, valueHeadDim } from "../model/config.ts";
 import { paramSpec } from "../model/param_spec.ts";
@@ -149,6 +150,8 @@ export interface AnalyticBytes {
 export interface AnalyticBytesOptions extends AnalyticShape {
   /** A training graph (backward buffers) with AdamW moments; false: a forward-only graph with an inference store. */
   training: boolean;
+  /** Device limits, which pick the attention variant (see defaultAttentionVariant); default: no binding limit. */
+  limits?: Readonly<Record<string, number>>;
 }
 
 /** Every storage buffer of the four deterministic categories for one graph (see the module comment). */
@@ -200,8 +203,10 @@ export function analyticBuffers(cfg: ModelConfig, options: AnalyticBytesOptions)
         act(`${p}.dqkv`, rows * 3 * d);
         act(`${p}.attn.rowD`, B * H * L);
       }
-      // The default (materialized) attention keeps the [B, H, L, L] probabilities.
-      act(`${p}.attn.probs`, B * H * L * L);
+      // Materialized attention keeps the [B, H, L, L] probabilities; flash only a log-sum-exp per row.
+      if (defaultAttentionVariant(options.limits ?? {}, B, L, H) === "materialized") {
+        act(`${p}.attn.probs`, B * H * L * L);
+      } else act(`${p}.attn.lse`, B * H * L);
     } else {
       const H = cfg.numHeads, qk = H * cfg.featureDim, vd = H * valueHeadDim(cfg);
       act(`${p}.q`, rows * qk);

@@ -360,6 +360,7 @@ export function planBatch(
   limit: number,
   maxMemoryBytes: number | null,
 ): BatchPlan {
+  const limits = { maxStorageBufferBindingSize: limit, maxBufferSize: limit };
   const why = (b: AnalyticBytes): string | null => {
     if (b.largest.bytes > limit) {
       return `buffer ${b.largest.name} needs ${mib(b.largest.bytes)} > the device's per-buffer limit ${mib(limit)}`;
@@ -369,14 +370,14 @@ export function planBatch(
     }
     return null;
   };
-  const first = why(analyticBuffers(cfg, { batch: requested, labelsPerExample, training: true }));
+  const first = why(analyticBuffers(cfg, { batch: requested, labelsPerExample, training: true, limits }));
   if (!first) return { batch: requested, note: null };
   for (let b = Math.floor(requested / 2); b >= 1; b = Math.floor(b / 2)) {
-    if (!why(analyticBuffers(cfg, { batch: b, labelsPerExample, training: true }))) {
+    if (!why(analyticBuffers(cfg, { batch: b, labelsPerExample, training: true, limits }))) {
       return { batch: b, note: `batch reduced from ${requested} to ${b}: at ${requested}, ${first}` };
     }
   }
-  const atOne = why(analyticBuffers(cfg, { batch: 1, labelsPerExample, training: true }));
+  const atOne = why(analyticBuffers(cfg, { batch: 1, labelsPerExample, training: true, limits }));
   return { batch: null, note: `skipped: even at batch 1, ${atOne}` };
 }
 
@@ -451,8 +452,8 @@ export async function benchCase(
   const B = plan.batch ?? 1;
   const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N });
   const tokens = B * seqLen;
-  const bytesTrain = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: true });
-  const bytesInfer = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: false });
+  const bytesTrain = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: true, limits: gpu.limits });
+  const bytesInfer = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: false, limits: gpu.limits });
   const result: BenchCaseResult = {
     id: caseId(mixer, dModel, seqLen),
     mixer,

@@ -62,6 +62,21 @@ export function attentionDropoutThreshold(p: number): number {
   return Math.min(0xffffffff, Math.round(p * 4294967296));
 }
 
+/**
+ * The materialised probabilities cost B·H·L²·4 bytes: fine (and fastest) for short sequences, but they break the
+ * device's binding limit or dominate memory at long L, where the flash variant keeps memory linear in L.
+ */
+export function defaultAttentionVariant(
+  limits: Readonly<Record<string, number>>,
+  B: number,
+  L: number,
+  H: number,
+): AttentionVariant {
+  const bytes = B * H * L * L * 4;
+  const limit = Math.min(limits.maxStorageBufferBindingSize ?? 2 ** 27, limits.maxBufferSize ?? 2 ** 28);
+  return bytes > Math.min(limit, 256 * 2 ** 20) ? "flash" : "materialized";
+}
+
 const ROW_WG = 64; // softmax rows, row dots
 const FLASH_WG = 64; // keys (queries) per flash tile
 
@@ -81,7 +96,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   need(args.dqkv, B * L * 3 * d, "dqkv");
   const p = args.dropout ?? 0;
   const threshold = attentionDropoutThreshold(p);
-  const variant = args.variant ?? "materialized";
+  const variant = args.variant ?? defaultAttentionVariant(gpu.limits, B, L, H);
   const rows = B * H * L;
   const alloc = gpu.allocator;
   const params = makeUniform(gpu, `${label}.params`, [

@@ -1,6 +1,7 @@
 /**
- * Based / ReBased causal linear attention (exact parallel form, spec §5.1): forward y = Σ g(S) v / (Σ g(S) + eps) and
- * its backward (dq; dk, dv), see kernels/linear_attention.wgsl.
+ * Based / ReBased causal linear attention: forward y = Σ g(S) v / (Σ g(S) + eps) and its backward (dq; dk, dv), in the
+ * exact parallel form (spec §5.1, O(L²) per sequence) or the chunked form (spec §5.3, O(L)); see
+ * kernels/linear_attention.wgsl.
  */
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -12,8 +13,9 @@ export type LinearAttentionKernel = "based" | "rebased";
  * "rows": one invocation per row with register accumulators, keys read from global memory (CPU rasterisers);
  * "tiled": the same with key tiles staged through workgroup memory;
  * "smem": one invocation per (row, output column) with scalar accumulators, score tiles in workgroup memory (GPUs).
- * "chunked": forward only, the O(L) fused chunk form of spec §5.3 (f ≤ 16); its backward uses the default parallel
- * variant of the adapter.
+ * "chunked": the O(L) fused chunk form of spec §5.3, forward and backward (f ≤ 16): one workgroup carries the state
+ * of one (batch, head) through the sequence, so memory per token is constant. Same math, different summation order:
+ * agrees with the parallel variants to fp32 rounding, not bitwise.
  */
 export type LinearAttentionVariant = "rows" | "tiled" | "smem" | "chunked";
 
@@ -38,6 +40,13 @@ export interface LinearAttentionConfig {
   keyTile?: number;
   /** Invocations per workgroup of the smem variant (rows per workgroup = this / columns per row); default 512. */
   threadsPerWorkgroup?: number;
+  /** Chunked variant: value columns per workgroup of the forward and dv sweeps; default 16 (4 on GL). */
+  chunkColumns?: number;
+  /**
+   * Chunked variant: query/key features whose gradient one workgroup of the dq/dk sweep owns (its state is this many
+   * ·(f+1)·(dv+1) floats); default as many as fit in workgroup memory.
+   */
+  chunkFeatures?: number;
 }
 
 export interface LinearAttentionForwardArgs extends LinearAttentionConfig {
@@ -80,6 +89,23 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
   return gpu.info.software ? "rows" : "smem";
 }
 
+/**
+ * Sequence lengths from which the chunked variant is faster than the adapter's default parallel variant for a whole
+ * training step (forward + backward). Software: measured on lavapipe (2 shared cores; see the op's tests/report).
+ * Hardware: not measured yet; an estimate, since the chunked sweeps are sequential over L/16 chunks with only
+ * O(batch·heads) workgroups in flight, while the parallel smem variant fills the GPU.
+ */
+export const CHUNKED_FROM_SEQ_LEN = { software: 256, hardware: 1024 } as const;
+
+/**
+ * The variant a model should train with at sequence length `seqLen`: chunked (O(L)) from CHUNKED_FROM_SEQ_LEN on, when
+ * its state fits (f ≤ 16); otherwise the adapter's default parallel variant.
+ */
+export function chooseLinearAttentionVariant(gpu: Gpu, seqLen: number, featureDim = 16): LinearAttentionVariant {
+  const from = gpu.info.software ? CHUNKED_FROM_SEQ_LEN.software : CHUNKED_FROM_SEQ_LEN.hardware;
+  return seqLen >= from && featureDim <= 16 ? "chunked" : defaultLinearAttentionVariant(gpu);
+}
+
 const DEFAULT_ROWS_PER_WG = 64;
 // Best of 128..1024 on an H200 (B=512, L=256 and L ≤ 2048 shapes); capped by the device's invocation limit.
 const DEFAULT_SMEM_THREADS = 512;
@@ -93,7 +119,13 @@ function validate(label: string, cfg: LinearAttentionConfig, tensors: Record<str
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`${label}: ${name} must be in [1, 64], got ${n}`);
   }
   if (cfg.kernel !== "based" && cfg.kernel !== "rebased") throw new Error(`${label}: unknown kernel ${cfg.kernel}`);
-  const tuning = { rowsPerWorkgroup: cfg.rowsPerWorkgroup, keyTile: cfg.keyTile, threads: cfg.threadsPerWorkgroup };
+  const tuning = {
+    rowsPerWorkgroup: cfg.rowsPerWorkgroup,
+    keyTile: cfg.keyTile,
+    threads: cfg.threadsPerWorkgroup,
+    chunkColumns: cfg.chunkColumns,
+    chunkFeatures: cfg.chunkFeatures,
+  };
   for (const [name, n] of Object.entries(tuning)) {
     if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 1024)) {
       throw new Error(`${label}: ${name} must be in [1, 1024], got ${n}`);
@@ -122,10 +154,10 @@ const PASS_DEFINE: Record<Pass, string> = {
   backward_dkdv: "PASS_BWD_DKDV",
 };
 
-/** Entry point, defines and grid of one pass of a parallel variant ("chunked" backward falls back to the default). */
+/** Entry point, defines and grid of one pass of a parallel variant. */
 function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumulate: boolean) {
-  const requested = cfg.variant ?? defaultLinearAttentionVariant(gpu);
-  const variant = requested === "chunked" ? defaultLinearAttentionVariant(gpu) : requested;
+  const variant = cfg.variant ?? defaultLinearAttentionVariant(gpu);
+  if (variant === "chunked") throw new Error("linear attention: parallelPass called for the chunked variant");
   const f = cfg.featureDim, dv = cfg.valueDim;
   const defines: Record<string, number | boolean> = {
     F: f,
@@ -178,46 +210,119 @@ export function linearAttentionForward(gpu: Gpu, label: string, args: LinearAtte
   );
 }
 
-/** Tokens per chunk (fla's BT) and value columns per workgroup (fla's BV) of the chunked forward. */
+/** Tokens per chunk (fla's BT), value columns per workgroup (fla's BV) and invocations per workgroup of the chunked form. */
 const CHUNK = 16;
 const CHUNK_COLUMNS = 16;
+const CHUNK_WG = 64;
 
 /** Symmetrically packed feature count: ReBased f(f+1)/2, Based 1 + f + f(f+1)/2 (136 / 153 for f = 16). */
 export function packedFeatureCount(kernel: LinearAttentionKernel, f: number): number {
   return (kernel === "based" ? 1 + f : 0) + (f * (f + 1)) / 2;
 }
 
-function chunkedForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs, uniform: GPUBuffer): Dispatch {
-  const f = args.featureDim, dv = args.valueDim;
+function workgroupMemoryLimit(gpu: Gpu): number {
+  return gpu.limits.maxComputeWorkgroupStorageSize ?? 16384;
+}
+
+function checkChunkedFeatureDim(label: string, f: number): void {
+  // fla's BK = 16; the forward's packed state (153 features at f = 16) must fit workgroup memory.
   if (f > 16) throw new Error(`${label}: the chunked variant needs featureDim ≤ 16, got ${f}`);
+}
+
+/**
+ * The forward (PASS_FWD_CHUNKED) or dv (PASS_BWD_DV_CHUNKED) sweep: one workgroup per (value-column tile, head,
+ * batch) carrying the packed feature state [DPHI, columns (+1)] through the sequence.
+ */
+function featureStatePass(
+  gpu: Gpu,
+  label: string,
+  cfg: LinearAttentionConfig,
+  pass: "forward" | "dv",
+  accumulate = false,
+) {
+  const f = cfg.featureDim, dv = cfg.valueDim;
+  checkChunkedFeatureDim(label, f);
   // Fewer columns on GL, whose compiler unrolls the zero-initialisation of workgroup arrays (slow to compile).
-  const columns = Math.min(dv, gpu.info.backend === "gl" ? 4 : CHUNK_COLUMNS);
-  const features = packedFeatureCount(args.kernel, f);
-  // state [features, columns+1], q/k chunks, v and o chunks [CHUNK, columns+1], scores [CHUNK, CHUNK].
-  const bytes = 4 * (features * (columns + 1) + 2 * CHUNK * f + 2 * CHUNK * (columns + 1) + CHUNK * CHUNK);
-  const limit = gpu.limits.maxComputeWorkgroupStorageSize ?? 16384;
-  if (bytes > limit) throw new Error(`${label}: chunked state needs ${bytes} B of workgroup memory, limit ${limit}`);
-  return makeDispatch(
-    gpu,
-    label,
-    "linear_attention",
-    "forward_chunked",
-    {
+  const columns = Math.min(dv, cfg.chunkColumns ?? (gpu.info.backend === "gl" ? 4 : CHUNK_COLUMNS));
+  const features = packedFeatureCount(cfg.kernel, f);
+  // The forward carries a ones column (the denominator) and normalises through an output tile.
+  const nc = pass === "forward" ? columns + 1 : columns;
+  // state [features, nc], row and partner chunks [CHUNK, f], values (and outputs) [CHUNK, nc], scores [CHUNK, CHUNK].
+  const floats = features * nc + 2 * CHUNK * f + (pass === "forward" ? 2 : 1) * CHUNK * nc + CHUNK * CHUNK;
+  const limit = workgroupMemoryLimit(gpu);
+  if (4 * floats > limit) {
+    throw new Error(`${label}: chunked state needs ${4 * floats} B of workgroup memory, limit ${limit}`);
+  }
+  return {
+    entry: pass === "forward" ? "forward_chunked" : "backward_dv_chunked",
+    defines: {
       F: f,
       DV: dv,
       DVT: columns,
       DPHI: features,
       CHUNK,
-      CHUNK_WG: 64,
-      REBASED: args.kernel === "rebased",
-      PASS_FWD_CHUNKED: true,
+      CHUNK_WG,
+      REBASED: cfg.kernel === "rebased",
+      ACCUMULATE: accumulate,
+      FEATURE_STATE: true,
+      [pass === "forward" ? "PASS_FWD_CHUNKED" : "PASS_BWD_DV_CHUNKED"]: true,
     },
+    workgroups: [ceilDiv(dv, columns), cfg.heads, cfg.batch] as [number, number, number],
+  };
+}
+
+/**
+ * The dq/dk sweep of the chunked backward: NA workgroups per (head, batch) sweep forwards for dq and NA backwards for
+ * dk, each owning `block` features of the gradient and their unpacked state [block, f (+1), dv + 1].
+ */
+function dqdkPass(gpu: Gpu, label: string, cfg: LinearAttentionConfig, accumulate: boolean) {
+  const f = cfg.featureDim, dv = cfg.valueDim;
+  checkChunkedFeatureDim(label, f);
+  const nc = dv + 1;
+  const stateRows = cfg.kernel === "based" ? f + 1 : f;
+  // row and partner chunks [CHUNK, f], their vectors [CHUNK, dv + 1], weights [CHUNK, CHUNK].
+  const fixedFloats = 2 * CHUNK * f + 2 * CHUNK * nc + CHUNK * CHUNK;
+  // Small on GL, whose compiler unrolls the zero-initialisation of workgroup arrays.
+  const budget = gpu.info.backend === "gl" ? Math.min(8192, workgroupMemoryLimit(gpu)) : workgroupMemoryLimit(gpu);
+  const fitting = Math.floor((budget / 4 - fixedFloats) / (stateRows * nc));
+  const wanted = Math.min(f, cfg.chunkFeatures ?? fitting);
+  if (wanted < 1 || 4 * (fixedFloats + wanted * stateRows * nc) > workgroupMemoryLimit(gpu)) {
+    throw new Error(`${label}: the chunked dq/dk state does not fit workgroup memory (f=${f}, dv=${dv})`);
+  }
+  // Balance the blocks: 16 features with room for 7 give 3 blocks of 6, 6, 4 rather than 7, 7, 2.
+  const blocks = ceilDiv(f, wanted);
+  const block = ceilDiv(f, blocks);
+  return {
+    entry: "backward_dqdk_chunked",
+    defines: {
+      F: f,
+      DV: dv,
+      APW: block,
+      NA: blocks,
+      CHUNK,
+      CHUNK_WG,
+      REBASED: cfg.kernel === "rebased",
+      ACCUMULATE: accumulate,
+      PASS_BWD_DQDK_CHUNKED: true,
+    },
+    workgroups: [2 * blocks, cfg.heads, cfg.batch] as [number, number, number],
+  };
+}
+
+function chunkedForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs, uniform: GPUBuffer): Dispatch {
+  const { entry, defines, workgroups } = featureStatePass(gpu, label, args, "forward");
+  return makeDispatch(
+    gpu,
+    label,
+    "linear_attention",
+    entry,
+    defines,
     [uniform, args.q, args.k, args.v, args.y, args.zinv],
-    [ceilDiv(dv, columns), args.heads, args.batch],
+    workgroups,
   );
 }
 
-/** Two dispatches encoded in order: dq (which also writes dz), then dk/dv. */
+/** Two dispatches encoded in order: dq (which also writes dz), then dk/dv; chunked: dq+dk, then dv. */
 export function linearAttentionBackward(gpu: Gpu, label: string, args: LinearAttentionBackwardArgs): Dispatch {
   const f = args.featureDim, dv = args.valueDim;
   validate(label, args, {
@@ -234,31 +339,69 @@ export function linearAttentionBackward(gpu: Gpu, label: string, args: LinearAtt
   });
   const params = makeParams(gpu, label, args);
   const accumulate = Boolean(args.accumulate);
-  const dq = parallelPass(gpu, args, "backward_dq", accumulate);
-  const dqPass = makeDispatch(
-    gpu,
-    `${label}.dq`,
-    "linear_attention",
-    dq.entry,
-    dq.defines,
-    [params, args.q, args.k, args.v, args.y, args.zinv, args.dy, args.dq, args.dz],
-    dq.workgroups,
-  );
-  const dkdv = parallelPass(gpu, args, "backward_dkdv", accumulate);
-  const dkdvPass = makeDispatch(
-    gpu,
-    `${label}.dkdv`,
-    "linear_attention",
-    dkdv.entry,
-    dkdv.defines,
-    [params, args.q, args.k, args.v, args.zinv, args.dy, args.dz, args.dk, args.dv],
-    dkdv.workgroups,
-  );
+  const passes = args.variant === "chunked" ? chunkedBackwardPasses(gpu, label, args, params, accumulate) : [
+    parallelBackwardPass(gpu, label, args, params, "backward_dq", accumulate),
+    parallelBackwardPass(gpu, label, args, params, "backward_dkdv", accumulate),
+  ];
   return {
     label,
     encode(pass) {
-      dqPass.encode(pass);
-      dkdvPass.encode(pass);
+      for (const p of passes) p.encode(pass);
     },
   };
+}
+
+function parallelBackwardPass(
+  gpu: Gpu,
+  label: string,
+  args: LinearAttentionBackwardArgs,
+  params: GPUBuffer,
+  pass: "backward_dq" | "backward_dkdv",
+  accumulate: boolean,
+): Dispatch {
+  const { entry, defines, workgroups } = parallelPass(gpu, args, pass, accumulate);
+  const bindings = pass === "backward_dq"
+    ? [params, args.q, args.k, args.v, args.y, args.zinv, args.dy, args.dq, args.dz]
+    : [params, args.q, args.k, args.v, args.zinv, args.dy, args.dz, args.dk, args.dv];
+  return makeDispatch(
+    gpu,
+    `${label}.${pass === "backward_dq" ? "dq" : "dkdv"}`,
+    "linear_attention",
+    entry,
+    defines,
+    bindings,
+    workgroups,
+  );
+}
+
+/** dq and dk (which also writes dz) in one dispatch, dv in another; they are independent of each other. */
+function chunkedBackwardPasses(
+  gpu: Gpu,
+  label: string,
+  args: LinearAttentionBackwardArgs,
+  params: GPUBuffer,
+  accumulate: boolean,
+): Dispatch[] {
+  const dqdk = dqdkPass(gpu, label, args, accumulate);
+  const dv = featureStatePass(gpu, label, args, "dv", accumulate);
+  return [
+    makeDispatch(
+      gpu,
+      `${label}.dqdk`,
+      "linear_attention",
+      dqdk.entry,
+      dqdk.defines,
+      [params, args.q, args.k, args.v, args.y, args.zinv, args.dy, args.dq, args.dk, args.dz],
+      dqdk.workgroups,
+    ),
+    makeDispatch(
+      gpu,
+      `${label}.dv`,
+      "linear_attention",
+      dv.entry,
+      dv.defines,
+      [params, args.q, args.k, args.zinv, args.dy, args.dv],
+      dv.workgroups,
+    ),
+  ];
 }
