@@ -12,23 +12,26 @@ import { ProgressPrinter } from "./_progress.ts";
 
 export const DEMO_MIXERS = ["conv_attention", "based", "rebased"] as const;
 
-/** A small MQAR that the three mixers learn within minutes on a CPU: zoology's L = 64 with 8 pairs at d = 64. */
+/**
+ * A small MQAR sized for a CPU software adapter: d = 64, L = 32, 4 pairs, vocabulary 256. On a GPU raise the budget or
+ * use `mqar train` with the paper's sizes.
+ */
 export const DEMO_CONFIG: RunConfigInput = {
   dModel: 64,
-  seqLen: 64,
-  numKvPairs: 8,
-  vocabSize: 2048,
-  trainExamples: 8_000,
+  seqLen: 32,
+  numKvPairs: 4,
+  vocabSize: 256,
+  trainExamples: 4_000,
   testExamples: 500,
-  batchSize: 64,
-  epochs: 16,
+  batchSize: 32,
+  epochs: 40,
   lr: 3e-3,
   seed: 42,
 };
 
 const USAGE = `Usage: mqar demo [--budget SECONDS] [--out DIR]
 
-Trains ${DEMO_MIXERS.join(", ")} on MQAR (d=64, L=64, 8 kv pairs, V=2048) until test accuracy > 0.99 or the time
+Trains ${DEMO_MIXERS.join(", ")} on MQAR (d=64, L=32, 4 kv pairs, V=256) until test accuracy > 0.99 or the time
 budget per mixer (default 60 s of training) runs out, then prints a comparison table and writes DIR/demo.md and
 DIR/results.jsonl (default DIR: results/demo).`;
 
