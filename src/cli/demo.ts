@@ -7,6 +7,7 @@ import { resolveRunConfig, type RunConfigInput } from "../train/config.ts";
 import type { RunResult } from "../train/result.ts";
 import { trainRun } from "../train/trainer.ts";
 import { writeTextAtomic } from "../train/atomic.ts";
+import { appendResult } from "../sweep/results_file.ts";
 import { type Command, numberFlag, parseFlags } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
@@ -71,8 +72,7 @@ export const demoCommand: Command = {
     );
     const results: RunResult[] = [];
     await Deno.mkdir(outDir, { recursive: true });
-    const jsonl = await Deno.open(`${outDir}/results.jsonl`, { create: true, append: true });
-    try {
+    {
       for (const mixer of DEMO_MIXERS) {
         const cfg = resolveRunConfig({ ...DEMO_CONFIG, mixer });
         const progress = new ProgressPrinter(`  ${mixer}`);
@@ -87,10 +87,8 @@ export const demoCommand: Command = {
             `tok/s, peak ${mib(result.peakBytes.total)} MiB`,
         );
         results.push(result);
-        await jsonl.write(new TextEncoder().encode(JSON.stringify(result) + "\n"));
+        await appendResult(`${outDir}/results.jsonl`, result);
       }
-    } finally {
-      jsonl.close();
     }
     const table = demoTable(results);
     console.log(`\n${table}\n`);
