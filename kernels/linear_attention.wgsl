@@ -1,5 +1,5 @@
-// Based / ReBased causal linear attention, exact parallel (quadratic) form (spec §5.1), forward and backward, plus a
-// chunked O(L) forward (spec §5.3).
+// Based / ReBased causal linear attention, exact parallel (quadratic) form (spec §5.1), forward and backward, plus the
+// chunked O(L) form (spec §5.3), forward and backward (FEATURE_STATE and PASS_BWD_DQDK_CHUNKED sections below).
 // Layout: q, k [B*L, H*F]; v, y, dy [B*L, H*DV]; zinv, dz [B*L, H]; token-major, heads side by side.
 // Per (batch b, head h): S_ij = (q_i·k_j)·scale, g = 1 + S + S²/2 (Based) or S² (REBASED),
 //   y_i = Σ_{j≤i} g(S_ij) v_j / (Σ_{j≤i} g(S_ij) + eps); the forward saves zinv_i = 1/(z_i + eps).
@@ -23,9 +23,10 @@ struct Params {
   // f^(-1/2)
   scale: f32,
   eps: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  // Chunked form: this dispatch's chunks [chunkBegin, chunkEnd) and state-column tile (backward).
+  chunkBegin: u32,
+  chunkEnd: u32,
+  tile: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -370,23 +371,17 @@ fn backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 #endif
 #endif
 
-#if PASS_FWD_CHUNKED
-// Chunked forward (spec §5.3), fused: one workgroup per (value-column tile, head, batch) walks the sequence in chunks
-// of CHUNK tokens and carries the state M = Σ_{j<chunk} φ(k_j) [v_j, 1]ᵀ in workgroup memory; the appended ones column
-// makes M's last column the denominator state Z (n0, z1, z2 of §5.3). Per chunk:
-//   o_i = φq(q̃_i)ᵀ M  +  Σ_{j in chunk, j≤i} g(q̃_i·k_j) [v_j, 1]        then   M += Σ_{j in chunk} φk(k_j) [v_j, 1]ᵀ.
-// Features, packed symmetrically (DPHI of them): Based [1, x_a, x_a x_b (a≤b)], ReBased [x_a x_b (a≤b)]. The kernel's
-// coefficients sit on the query side only: φq·φk = g(q̃·k) with the diagonal pair weighted DIAG_COEF and the off-diagonal
-// pairs OFF_COEF (Based ½ and 1, ReBased 1 and 2).
-// Defines: F, DV, DVT (value columns per workgroup), DPHI, CHUNK, CHUNK_WG, REBASED.
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> zinv: array<f32>;
-
-// DVT value columns plus the ones column.
-const NC = DVT + 1u;
+#if FEATURE_STATE
+// Chunked O(L) form (spec §5.3), fused: one workgroup walks the sequence of one (batch, head) in chunks of CHUNK
+// tokens (all of it, or one segment per dispatch: see load_state) and carries its state in workgroup memory, so memory
+// per token stays constant and every output is one fixed-order sum (deterministic, no atomics). The state is M = Σ_{partners j in the chunks already passed}
+// φ(partner_j) vec_jᵀ, [DPHI, SW], over SW vector columns. Features, packed symmetrically (DPHI of them): Based
+// [1, x_a, x_a x_b (a ≤ b)], ReBased [x_a x_b (a ≤ b)]. The kernel's coefficients sit on the row side only:
+// φrow(x)·φ(y) = g(x·y) with the diagonal pairs weighted DIAG_COEF and the off-diagonal pairs OFF_COEF (Based ½ and
+// 1, ReBased 1 and 2). Work is spread so that invocations differ in registers, not in the workgroup addresses they
+// read (one invocation per chunk row for the outputs, one per feature row for the state update): CPU rasterisers run
+// invocations as SIMD lanes and turn lane-varying addresses and branches into slow gathers and masked code (3x here);
+// on GPUs these uniform reads are broadcasts. Defines: F, DPHI, SW, CHUNK, CHUNK_WG, REBASED.
 #if REBASED
 const DIAG_COEF = 1.0;
 const OFF_COEF = 2.0;
@@ -397,32 +392,101 @@ const OFF_COEF = 1.0;
 const LEAD = 1u + F;
 #endif
 
-var<workgroup> state: array<f32, DPHI * NC>;
-var<workgroup> q_chunk: array<f32, CHUNK * F>;
-var<workgroup> k_chunk: array<f32, CHUNK * F>;
-var<workgroup> v_chunk: array<f32, CHUNK * NC>;
-var<workgroup> scores: array<f32, CHUNK * CHUNK>;
-var<workgroup> o_chunk: array<f32, CHUNK * NC>;
+var<workgroup> state: array<f32, DPHI * SW>;
+// The current chunk's partners (zero past the sequence, so they add nothing) with a ones column at index F, and their
+// vectors. The ones column writes every feature as a product x_a·x_b (Based: 1 = x_F·x_F, x_a = x_a·x_F).
+const PF = F + 1u;
+var<workgroup> partner_chunk: array<f32, CHUNK * PF>;
+var<workgroup> partner_vec: array<f32, CHUNK * SW>;
+// (a, b) of the features this invocation updates: e = li + m·CHUNK_WG for m < FEATURE_ITERS.
+const FEATURE_ITERS = (DPHI + CHUNK_WG - 1u) / CHUNK_WG;
+var<private> feature_pair: array<vec2<u32>, FEATURE_ITERS>;
 
-// φk(k_j)[e] for chunk row j.
-fn key_feature(j: u32, e: u32) -> f32 {
-#if !REBASED
-  if (e == 0u) {
-    return 1.0;
+// The state between dispatches: llvmpipe silently ends an invocation after 65535 loop iterations in total, so on CPU
+// rasterisers a sweep is cut into segments of chunks, one dispatch each, and the state of workgroup `slot` is parked
+// in `carry` ([slot, DPHI·SW], constant size per sequence) from one segment to the next.
+fn load_state(li: u32, slot: u32, fresh: bool) {
+  for (var e = li; e < DPHI * SW; e += CHUNK_WG) {
+    state[e] = select(carry[slot * DPHI * SW + e], 0.0, fresh);
   }
-  if (e <= F) {
-    return k_chunk[j * F + e - 1u];
+}
+
+fn store_state(li: u32, slot: u32) {
+  // The last update's feature rows belong to other invocations than these elements.
+  workgroupBarrier();
+  for (var e = li; e < DPHI * SW; e += CHUNK_WG) {
+    carry[slot * DPHI * SW + e] = state[e];
   }
-#endif
-  // Decode the packed pair index into (a, b), a ≤ b, row-major over the upper triangle.
-  var pair = e - LEAD;
+}
+
+// Packed pair index -> (a, b), a ≤ b, row-major over the upper triangle.
+fn decode_pair(pairIndex: u32) -> vec2<u32> {
+  var pair = pairIndex;
   var a = 0u;
   while (pair >= F - a) {
     pair -= F - a;
     a++;
   }
-  return k_chunk[j * F + a] * k_chunk[j * F + a + pair];
+  return vec2<u32>(a, a + pair);
 }
+
+// Decodes once per invocation the features update_state gives it.
+fn init_feature_pairs(li: u32) {
+  for (var m = 0u; m < FEATURE_ITERS; m++) {
+    let e = li + m * CHUNK_WG;
+    var pair = vec2<u32>(F, F);
+#if REBASED
+    if (e < DPHI) {
+      pair = decode_pair(e);
+    }
+#else
+    if (e >= 1u) {
+      pair.x = e - 1u;
+    }
+    if (e >= LEAD && e < DPHI) {
+      pair = decode_pair(e - LEAD);
+    }
+#endif
+    feature_pair[m] = pair;
+  }
+}
+
+// M += Σ_{s in chunk} φ(partner_s) vec_sᵀ, one invocation per feature row e (no other invocation touches it).
+fn update_state(li: u32) {
+  for (var m = 0u; m < FEATURE_ITERS; m++) {
+    let e = li + m * CHUNK_WG;
+    if (e < DPHI) {
+      let pair = feature_pair[m];
+      var delta: array<f32, SW>;
+      for (var c = 0u; c < SW; c++) {
+        delta[c] = 0.0;
+      }
+      for (var s = 0u; s < CHUNK; s++) {
+        let phi = partner_chunk[s * PF + pair.x] * partner_chunk[s * PF + pair.y];
+        for (var c = 0u; c < SW; c++) {
+          delta[c] = fma(phi, partner_vec[s * SW + c], delta[c]);
+        }
+      }
+      for (var c = 0u; c < SW; c++) {
+        state[e * SW + c] += delta[c];
+      }
+    }
+  }
+}
+#endif
+
+#if PASS_FWD_CHUNKED
+// Chunked forward, one workgroup per (value-column tile, head, batch): rows are queries q̃, partners are keys k with
+// vectors [v_j, 1] (DVT value columns; the appended ones column makes the last state column the denominator state:
+// n0, z1, z2 of §5.3). Per chunk:
+//   o_i = φrow(q̃_i)ᵀ M + Σ_{j in chunk, j ≤ i} g(q̃_i·k_j) [v_j, 1],  then  M += Σ_{j in chunk} φ(k_j) [v_j, 1]ᵀ;
+// y_i = o_i / (z_i + eps). Defines (besides FEATURE_STATE's): DV, DVT (SW = DVT + 1).
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> zinv: array<f32>;
+@group(0) @binding(6) var<storage, read_write> carry: array<f32>;
 
 @compute @workgroup_size(CHUNK_WG)
 fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -430,102 +494,305 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   let h = wid.y;
   let b = wid.z;
   let cols = min(DVT, DV - col0);
-  for (var e = li; e < DPHI * NC; e += CHUNK_WG) {
-    state[e] = 0.0;
-  }
-  for (var t0 = 0u; t0 < p.seqLen; t0 += CHUNK) {
-    // The previous chunk's state update must finish before its tiles are overwritten.
+  let slot = (b * p.heads + h) * ((DV + DVT - 1u) / DVT) + wid.x;
+  init_feature_pairs(li);
+  load_state(li, slot, p.chunkBegin == 0u);
+  let chunks = (p.seqLen + CHUNK - 1u) / CHUNK;
+  for (var n = p.chunkBegin; n < p.chunkEnd; n++) {
+    let t0 = n * CHUNK;
+    // The previous chunk's state update must finish before its partner tiles are overwritten.
     workgroupBarrier();
-    for (var e = li; e < CHUNK * F; e += CHUNK_WG) {
-      let t = t0 + e / F;
+    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+      let t = t0 + r;
+      let valid = t < p.seqLen;
       let tSafe = min(t, p.seqLen - 1u);
-      let off = qk_offset(b, tSafe, h) + e % F;
-      q_chunk[e] = q[off] * p.scale;
-      // Rows past the sequence get k = 0 and v = 0 (including the ones column): they add nothing to the state.
-      k_chunk[e] = select(0.0, k[off], t < p.seqLen);
-    }
-    for (var e = li; e < CHUNK * NC; e += CHUNK_WG) {
-      let t = t0 + e / NC;
-      let c = e % NC;
-      var value = 0.0;
-      if (t < p.seqLen) {
-        if (c == DVT) {
-          value = 1.0;
-        } else if (c < cols) {
-          value = v[v_offset(b, t, h) + col0 + c];
-        }
-      }
-      v_chunk[e] = value;
-    }
-    workgroupBarrier();
-    for (var e = li; e < CHUNK * CHUNK; e += CHUNK_WG) {
-      let i = e / CHUNK;
-      let j = e % CHUNK;
-      var s = 0.0;
+      let kOff = qk_offset(b, tSafe, h);
       for (var a = 0u; a < F; a++) {
-        s = fma(q_chunk[i * F + a], k_chunk[j * F + a], s);
+        partner_chunk[r * PF + a] = select(0.0, k[kOff + a], valid);
       }
-      scores[e] = select(0.0, kernel_g(s), j <= i);
+      partner_chunk[r * PF + F] = 1.0;
+      let vOff = v_offset(b, tSafe, h) + col0;
+      for (var c = 0u; c < SW; c++) {
+        let x = select(v[vOff + min(c, cols - 1u)], 1.0, c == DVT);
+        partner_vec[r * SW + c] = select(0.0, x, valid && (c < cols || c == DVT));
+      }
     }
     workgroupBarrier();
-    for (var e = li; e < CHUNK * NC; e += CHUNK_WG) {
-      let i = e / NC;
-      let c = e % NC;
-      // Inter-chunk part: φq(q̃_i)·M[:, c], features generated on the fly in packing order.
-      var acc = 0.0;
+    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+      let t = t0 + r;
+      let qOff = qk_offset(b, min(t, p.seqLen - 1u), h);
+      var x: array<f32, F>;
+      for (var a = 0u; a < F; a++) {
+        x[a] = q[qOff + a] * p.scale;
+      }
+      // Earlier chunks: φrow(q̃)ᵀ M, features generated in packing order.
+      var acc: array<f32, SW>;
       var feat = 0u;
-#if !REBASED
-      acc = state[c];
+#if REBASED
+      for (var c = 0u; c < SW; c++) {
+        acc[c] = 0.0;
+      }
+#else
+      for (var c = 0u; c < SW; c++) {
+        acc[c] = state[c];
+      }
       for (var a = 0u; a < F; a++) {
-        acc = fma(q_chunk[i * F + a], state[(1u + a) * NC + c], acc);
+        for (var c = 0u; c < SW; c++) {
+          acc[c] = fma(x[a], state[(1u + a) * SW + c], acc[c]);
+        }
       }
       feat = LEAD;
 #endif
       for (var a = 0u; a < F; a++) {
-        let qa = q_chunk[i * F + a];
-        acc = fma(DIAG_COEF * qa * qa, state[feat * NC + c], acc);
-        feat++;
-        for (var bb = a + 1u; bb < F; bb++) {
-          acc = fma(OFF_COEF * qa * q_chunk[i * F + bb], state[feat * NC + c], acc);
+        for (var bb = a; bb < F; bb++) {
+          let w = select(OFF_COEF, DIAG_COEF, bb == a) * x[a] * x[bb];
+          for (var c = 0u; c < SW; c++) {
+            acc[c] = fma(w, state[feat * SW + c], acc[c]);
+          }
           feat++;
         }
       }
-      // Intra-chunk part, causal.
-      for (var j = 0u; j <= i; j++) {
-        acc = fma(scores[i * CHUNK + j], v_chunk[j * NC + c], acc);
+      // This chunk, causal (j ≤ r).
+      for (var j = 0u; j < CHUNK; j++) {
+        var s = 0.0;
+        for (var a = 0u; a < F; a++) {
+          s = fma(x[a], partner_chunk[j * PF + a], s);
+        }
+        let w = select(0.0, kernel_g(s), j <= r);
+        for (var c = 0u; c < SW; c++) {
+          acc[c] = fma(w, partner_vec[j * SW + c], acc[c]);
+        }
       }
-      o_chunk[e] = acc;
-    }
-    workgroupBarrier();
-    for (var e = li; e < CHUNK * DVT; e += CHUNK_WG) {
-      let i = e / DVT;
-      let c = e % DVT;
-      let t = t0 + i;
-      if (t < p.seqLen && c < cols) {
-        let inv = 1.0 / (o_chunk[i * NC + DVT] + p.eps);
-        y[v_offset(b, t, h) + col0 + c] = o_chunk[i * NC + c] * inv;
-        if (wid.x == 0u && c == 0u) {
+      if (t < p.seqLen) {
+        let inv = 1.0 / (acc[DVT] + p.eps);
+        let yOff = v_offset(b, t, h) + col0;
+        for (var c = 0u; c < cols; c++) {
+          y[yOff + c] = acc[c] * inv;
+        }
+        if (wid.x == 0u) {
           zinv[z_index(b, t, h)] = inv;
         }
       }
     }
-    // State update; each invocation owns whole feature rows of M, so no other invocation touches them.
-    for (var e = li; e < DPHI; e += CHUNK_WG) {
-      // Explicitly zeroed: a declaration inside a loop is not re-zeroed by every compiler.
-      var delta: array<f32, NC>;
-      for (var c = 0u; c < NC; c++) {
-        delta[c] = 0.0;
+    // The outputs above read the state that the update changes.
+    workgroupBarrier();
+    update_state(li);
+  }
+  if (p.chunkEnd < chunks) {
+    store_state(li, slot);
+  }
+}
+#endif
+
+#if PASS_BWD_CHUNKED
+// Chunked backward (spec §5.3, the [RF] fused_chunk_based_bwd pattern, packed): the division is folded in as in the
+// parallel backward, u_i = [do_i, dz_i] with do_i = dy_i·zinv_i, dz_i = -(dy_i·y_i)·zinv_i, V_j = [v_j, 1], so that
+// dA_ij = u_i·V_j and, with φ the packed features of the forward (φrow carries the kernel's coefficients),
+//   dq̃_i = J_φrow(q̃_i)ᵀ M u_i + Σ_{j in chunk, j ≤ i} g'(S_ij) (u_i·V_j) k_j,     M = Σ_{j in earlier chunks} φ(k_j) V_jᵀ,
+//   dk_j = J_φrow(k_j)ᵀ D V_j + Σ_{i in chunk, i ≥ j} g'(S_ij) (V_j·u_i) q̃_i,     D = Σ_{i in later chunks} φ(q̃_i) u_iᵀ,
+//   dv_j = φrow(k_j)ᵀ D[:, :dv] + Σ_{i in chunk, i ≥ j} g(S_ij) do_i,           dq = f^(-1/2)·dq̃
+// (g(x·y) = φrow(x)·φ(y) is symmetric, so the coefficients may sit on either side). One workgroup per (head, batch):
+// !BACKWARDS sweeps forwards computing dq ("rows" q̃ with vectors u, "partners" k with vectors V); BACKWARDS sweeps
+// backwards computing dk and dv (rows k with V, partners q̃ with u). Each carries its state through the sequence in
+// workgroup memory (constant memory per token; every output a fixed-order sum, no atomics). The state's columns
+// (dv + 1, the last one dz / ones) are processed in tiles of SW columns, one full sweep (of one or more segment
+// dispatches) per tile: dq̃ and dk are linear in the columns (M u = Σ_tiles M[:, tile] u[tile], and u_i·V_j likewise),
+// so each tile's sweep adds its share to dq / dk, which only this workgroup writes. One invocation per chunk row for
+// the outputs, one per feature row of the state for its update (see FEATURE_STATE). The dq sweep also writes dz
+// (scratch, the parallel backward's contract). Defines (besides FEATURE_STATE's): DV, BACKWARDS, ACCUMULATE.
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> y: array<f32>;
+@group(0) @binding(5) var<storage, read> zinv: array<f32>;
+@group(0) @binding(6) var<storage, read> dy: array<f32>;
+#if BACKWARDS
+@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
+const forwards = false;
+#else
+@group(0) @binding(7) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dz: array<f32>;
+const forwards = true;
+#endif
+@group(0) @binding(9) var<storage, read_write> carry: array<f32>;
+
+// The current chunk's rows (same tokens as its partners) and their vectors.
+var<workgroup> row_chunk: array<f32, CHUNK * F>;
+var<workgroup> row_vec: array<f32, CHUNK * SW>;
+
+@compute @workgroup_size(CHUNK_WG)
+fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wid.x;
+  let b = wid.y;
+  let slot = b * p.heads + h;
+  let chunks = (p.seqLen + CHUNK - 1u) / CHUNK;
+  // Extended columns col0 .. col0+cols-1 of [dv columns, dz / ones column].
+  let col0 = p.tile * SW;
+  let cols = min(SW, DV + 1u - col0);
+  init_feature_pairs(li);
+  // The backwards sweep visits its segments, and the chunks in each, from the end.
+  load_state(li, slot, select(p.chunkEnd == chunks, p.chunkBegin == 0u, forwards));
+  for (var n = p.chunkBegin; n < p.chunkEnd; n++) {
+    let t0 = select(p.chunkBegin + p.chunkEnd - 1u - n, n, forwards) * CHUNK;
+    // The previous chunk's state update must finish before its tiles are overwritten.
+    workgroupBarrier();
+    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+      let t = t0 + r;
+      let valid = t < p.seqLen;
+      let tSafe = min(t, p.seqLen - 1u);
+      let qkOff = qk_offset(b, tSafe, h);
+      // Partner rows past the sequence are zero, and so are their vectors: they add nothing.
+      for (var a = 0u; a < F; a++) {
+        let qs = q[qkOff + a] * p.scale;
+        let kv = k[qkOff + a];
+        row_chunk[r * F + a] = select(kv, qs, forwards);
+        partner_chunk[r * PF + a] = select(0.0, select(qs, kv, forwards), valid);
       }
-      for (var j = 0u; j < CHUNK; j++) {
-        let phi = key_feature(j, e);
-        for (var c = 0u; c < NC; c++) {
-          delta[c] = fma(phi, v_chunk[j * NC + c], delta[c]);
-        }
+      partner_chunk[r * PF + F] = 1.0;
+      let vOff = v_offset(b, tSafe, h);
+      let inv = zinv[z_index(b, tSafe, h)];
+      // dz in the same order as the parallel variants.
+      var dyDotY = 0.0;
+      for (var c = 0u; c < DV; c++) {
+        dyDotY = fma(dy[vOff + c], y[vOff + c], dyDotY);
       }
-      for (var c = 0u; c < NC; c++) {
-        state[e * NC + c] += delta[c];
+      let dzr = -dyDotY * inv;
+#if !BACKWARDS
+      if (p.tile == 0u && valid) {
+        dz[z_index(b, t, h)] = dzr;
+      }
+#endif
+      for (var c = 0u; c < SW; c++) {
+        let col = col0 + c;
+        let cSafe = min(col, DV - 1u);
+        let isLast = col == DV;
+        let vc = select(v[vOff + cSafe], 1.0, isLast);
+        let uc = select(dy[vOff + cSafe] * inv, dzr, isLast);
+        let inTile = c < cols;
+        row_vec[r * SW + c] = select(0.0, select(vc, uc, forwards), inTile);
+        partner_vec[r * SW + c] = select(0.0, select(uc, vc, forwards), inTile && valid);
       }
     }
+    workgroupBarrier();
+    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+      let t = t0 + r;
+      var x: array<f32, F>;
+      var dx: array<f32, F>;
+      for (var a = 0u; a < F; a++) {
+        x[a] = row_chunk[r * F + a];
+        dx[a] = 0.0;
+      }
+      var u: array<f32, SW>;
+      for (var c = 0u; c < SW; c++) {
+        u[c] = row_vec[r * SW + c];
+      }
+#if BACKWARDS
+      // dv: φrow(k)ᵀ D over this tile's columns (the dz column's value is never written).
+      var dvAcc: array<f32, SW>;
+      for (var c = 0u; c < SW; c++) {
+        dvAcc[c] = 0.0;
+      }
+#endif
+      // Earlier-chunk part: w_e = state[e, :]·u, then dx += J_φrow(x)ᵀ w; features in packing order.
+      var feat = 0u;
+#if !REBASED
+#if BACKWARDS
+      // Feature 1: no x dependence.
+      for (var c = 0u; c < SW; c++) {
+        dvAcc[c] += state[c];
+      }
+#endif
+      // Features x_a: derivative 1.
+      for (var a = 0u; a < F; a++) {
+        var w = 0.0;
+        for (var c = 0u; c < SW; c++) {
+          let m = state[(1u + a) * SW + c];
+          w = fma(m, u[c], w);
+#if BACKWARDS
+          dvAcc[c] = fma(x[a], m, dvAcc[c]);
+#endif
+        }
+        dx[a] += w;
+      }
+      feat = LEAD;
+#endif
+      // Features coef·x_a·x_bb (a ≤ bb): ∂/∂x_a = coef·x_bb and ∂/∂x_bb = coef·x_a (2·coef·x_a on the diagonal).
+      for (var a = 0u; a < F; a++) {
+        for (var bb = a; bb < F; bb++) {
+          let coef = select(OFF_COEF, DIAG_COEF, bb == a);
+#if BACKWARDS
+          let phi = coef * x[a] * x[bb];
+#endif
+          var w = 0.0;
+          for (var c = 0u; c < SW; c++) {
+            let m = state[feat * SW + c];
+            w = fma(m, u[c], w);
+#if BACKWARDS
+            dvAcc[c] = fma(phi, m, dvAcc[c]);
+#endif
+          }
+          let cw = coef * w;
+          dx[a] = fma(cw, x[bb], dx[a]);
+          dx[bb] = fma(cw, x[a], dx[bb]);
+          feat++;
+        }
+      }
+      // Same-chunk part, parallel form (forwards: partners s ≤ r; backwards: s ≥ r).
+      for (var s = 0u; s < CHUNK; s++) {
+        var dot = 0.0;
+        for (var a = 0u; a < F; a++) {
+          dot = fma(x[a], partner_chunk[s * PF + a], dot);
+        }
+        var dA = 0.0;
+        for (var c = 0u; c < SW; c++) {
+          dA = fma(u[c], partner_vec[s * SW + c], dA);
+        }
+        let visible = select(s >= r, s <= r, forwards);
+        let wg = select(0.0, dA * kernel_g_prime(dot), visible);
+        for (var a = 0u; a < F; a++) {
+          dx[a] = fma(wg, partner_chunk[s * PF + a], dx[a]);
+        }
+#if BACKWARDS
+        let g = select(0.0, kernel_g(dot), visible);
+        for (var c = 0u; c < SW; c++) {
+          dvAcc[c] = fma(g, partner_vec[s * SW + c], dvAcc[c]);
+        }
+#endif
+      }
+      if (t < p.seqLen) {
+        let off = qk_offset(b, t, h);
+        // The first tile overwrites (unless accumulating), later tiles add their share.
+        var add = p.tile > 0u;
+#if ACCUMULATE
+        add = true;
+#endif
+#if BACKWARDS
+        for (var a = 0u; a < F; a++) {
+          dk[off + a] = select(dx[a], dk[off + a] + dx[a], add);
+        }
+        let vOff = v_offset(b, t, h) + col0;
+        for (var c = 0u; c < min(cols, DV - min(col0, DV)); c++) {
+          var g = dvAcc[c];
+#if ACCUMULATE
+          g += dv[vOff + c];
+#endif
+          dv[vOff + c] = g;
+        }
+#else
+        for (var a = 0u; a < F; a++) {
+          let g = dx[a] * p.scale;
+          dq[off + a] = select(g, dq[off + a] + g, add);
+        }
+#endif
+      }
+    }
+    // The outputs above read the state that the update below changes.
+    workgroupBarrier();
+    update_state(li);
+  }
+  if (select(p.chunkBegin > 0u, p.chunkEnd < chunks, forwards)) {
+    store_state(li, slot);
   }
 }
 #endif

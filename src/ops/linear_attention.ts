@@ -13,9 +13,10 @@ export type LinearAttentionKernel = "based" | "rebased";
  * "rows": one invocation per row with register accumulators, keys read from global memory (CPU rasterisers);
  * "tiled": the same with key tiles staged through workgroup memory;
  * "smem": one invocation per (row, output column) with scalar accumulators, score tiles in workgroup memory (GPUs).
- * "chunked": the O(L) fused chunk form of spec §5.3, forward and backward (f ≤ 16): one workgroup carries the state
- * of one (batch, head) through the sequence, so memory per token is constant. Same math, different summation order:
- * agrees with the parallel variants to fp32 rounding, not bitwise.
+ * O(L) variants (f ≤ 16), constant memory per token; same math, different summation order, so they agree with the
+ * parallel variants to fp32 rounding, not bitwise:
+ * "chunked": the fused chunk form of spec §5.3, forward and backward: one workgroup carries the state of one (batch,
+ * head) through the sequence in workgroup memory, 16-token chunks.
  */
 export type LinearAttentionVariant = "rows" | "tiled" | "smem" | "chunked";
 
@@ -40,13 +41,16 @@ export interface LinearAttentionConfig {
   keyTile?: number;
   /** Invocations per workgroup of the smem variant (rows per workgroup = this / columns per row); default 512. */
   threadsPerWorkgroup?: number;
-  /** Chunked variant: value columns per workgroup of the forward and dv sweeps; default 16 (4 on GL). */
+  /**
+   * Chunked variant: state columns per workgroup (forward: value columns, default 16, 4 on GL) or per sweep (backward:
+   * of the dv + 1 columns; default as many as fit in workgroup memory).
+   */
   chunkColumns?: number;
   /**
-   * Chunked variant: query/key features whose gradient one workgroup of the dq/dk sweep owns (its state is this many
-   * ·(f+1)·(dv+1) floats); default as many as fit in workgroup memory.
+   * Chunked variant: chunks (of 16 tokens) per dispatch of a sweep; default 32 on CPU rasterisers (llvmpipe ends an
+   * invocation after 65535 loop iterations), the whole sequence on GPUs.
    */
-  chunkFeatures?: number;
+  segmentChunks?: number;
 }
 
 export interface LinearAttentionForwardArgs extends LinearAttentionConfig {
@@ -124,7 +128,7 @@ function validate(label: string, cfg: LinearAttentionConfig, tensors: Record<str
     keyTile: cfg.keyTile,
     threads: cfg.threadsPerWorkgroup,
     chunkColumns: cfg.chunkColumns,
-    chunkFeatures: cfg.chunkFeatures,
+    segmentChunks: cfg.segmentChunks,
   };
   for (const [name, n] of Object.entries(tuning)) {
     if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 1024)) {
@@ -137,14 +141,29 @@ function validate(label: string, cfg: LinearAttentionConfig, tensors: Record<str
   }
 }
 
-function makeParams(gpu: Gpu, label: string, cfg: LinearAttentionConfig): GPUBuffer {
+/** The kernels' uniform; `segment` (chunked variant): the dispatch's chunks [begin, end) and state-column tile. */
+function makeParams(
+  gpu: Gpu,
+  label: string,
+  cfg: LinearAttentionConfig,
+  segment: Segment = { begin: 0, end: 0, tile: 0 },
+): GPUBuffer {
   return makeUniform(gpu, `${label}.params`, [
     ["u32", cfg.batch],
     ["u32", cfg.seqLen],
     ["u32", cfg.heads],
     ["f32", 1 / Math.sqrt(cfg.featureDim)],
     ["f32", cfg.eps ?? DEFAULT_LINEAR_ATTENTION_EPS],
+    ["u32", segment.begin],
+    ["u32", segment.end],
+    ["u32", segment.tile],
   ]);
+}
+
+interface Segment {
+  begin: number;
+  end: number;
+  tile: number;
 }
 
 type Pass = "forward" | "backward_dq" | "backward_dkdv";
@@ -157,7 +176,7 @@ const PASS_DEFINE: Record<Pass, string> = {
 /** Entry point, defines and grid of one pass of a parallel variant. */
 function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumulate: boolean) {
   const variant = cfg.variant ?? defaultLinearAttentionVariant(gpu);
-  if (variant === "chunked") throw new Error("linear attention: parallelPass called for the chunked variant");
+  if (variant === "chunked") throw new Error("linear attention: the chunked variant is not parallel");
   const f = cfg.featureDim, dv = cfg.valueDim;
   const defines: Record<string, number | boolean> = {
     F: f,
@@ -196,8 +215,8 @@ function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumula
 export function linearAttentionForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs): Dispatch {
   const f = args.featureDim, dv = args.valueDim;
   validate(label, args, { q: [args.q, f], k: [args.k, f], v: [args.v, dv], y: [args.y, dv], zinv: [args.zinv, 1] });
+  if (args.variant === "chunked") return chunkedForward(gpu, label, args);
   const params = makeParams(gpu, label, args);
-  if (args.variant === "chunked") return chunkedForward(gpu, label, args, params);
   const { entry, defines, workgroups } = parallelPass(gpu, args, "forward", false);
   return makeDispatch(
     gpu,
@@ -210,10 +229,14 @@ export function linearAttentionForward(gpu: Gpu, label: string, args: LinearAtte
   );
 }
 
-/** Tokens per chunk (fla's BT), value columns per workgroup (fla's BV) and invocations per workgroup of the chunked form. */
+/**
+ * Tokens per chunk (fla's BT) and value columns per workgroup (fla's BV) of the chunked forward; one invocation per
+ * chunk row (see the kernel: invocations differ in registers, not in the workgroup addresses they read). Larger chunks
+ * measured slower on lavapipe (the same-chunk part grows, the state work does not shrink).
+ */
 const CHUNK = 16;
 const CHUNK_COLUMNS = 16;
-const CHUNK_WG = 64;
+const CHUNK_WG = CHUNK;
 
 /** Symmetrically packed feature count: ReBased f(f+1)/2, Based 1 + f + f(f+1)/2 (136 / 153 for f = 16). */
 export function packedFeatureCount(kernel: LinearAttentionKernel, f: number): number {
@@ -225,104 +248,86 @@ function workgroupMemoryLimit(gpu: Gpu): number {
 }
 
 function checkChunkedFeatureDim(label: string, f: number): void {
-  // fla's BK = 16; the forward's packed state (153 features at f = 16) must fit workgroup memory.
+  // fla's BK = 16; the packed state (153 features at f = 16) must fit workgroup memory.
   if (f > 16) throw new Error(`${label}: the chunked variant needs featureDim ≤ 16, got ${f}`);
 }
 
+/** Defines shared by the chunked passes, whose state has `stateWidth` columns. */
+function featureStateDefines(cfg: LinearAttentionConfig, stateWidth: number) {
+  return {
+    F: cfg.featureDim,
+    DV: cfg.valueDim,
+    DPHI: packedFeatureCount(cfg.kernel, cfg.featureDim),
+    SW: stateWidth,
+    CHUNK,
+    CHUNK_WG,
+    REBASED: cfg.kernel === "rebased",
+    FEATURE_STATE: true,
+  };
+}
+
+/** Workgroup bytes of a chunked pass: state [DPHI, width], `chunks` arrays [CHUNK, f], `vectors` [CHUNK, width]. */
+function featureStateBytes(cfg: LinearAttentionConfig, width: number, chunks: number, vectors: number): number {
+  const features = packedFeatureCount(cfg.kernel, cfg.featureDim);
+  return 4 * ((features + vectors * CHUNK) * width + chunks * CHUNK * (cfg.featureDim + 1));
+}
+
 /**
- * The forward (PASS_FWD_CHUNKED) or dv (PASS_BWD_DV_CHUNKED) sweep: one workgroup per (value-column tile, head,
- * batch) carrying the packed feature state [DPHI, columns (+1)] through the sequence.
+ * Chunks per dispatch of a chunked sweep on CPU rasterisers: llvmpipe silently ends an invocation after 65535 loop
+ * iterations in total, and a chunk costs several hundred (the feature loops; the column loops unroll), so a sweep is
+ * cut into segments of this many chunks with the state parked in a workspace between them. GPUs sweep in one dispatch.
  */
-function featureStatePass(
-  gpu: Gpu,
-  label: string,
-  cfg: LinearAttentionConfig,
-  pass: "forward" | "dv",
-  accumulate = false,
-) {
-  const f = cfg.featureDim, dv = cfg.valueDim;
+const SOFTWARE_SEGMENT_CHUNKS = 32;
+
+/** The segments of a sweep over the sequence in the order it visits them. */
+function sweepSegments(gpu: Gpu, cfg: LinearAttentionConfig, backwards: boolean, tile = 0): Segment[] {
+  const chunks = ceilDiv(cfg.seqLen, CHUNK);
+  const per = cfg.segmentChunks ?? (gpu.info.software ? SOFTWARE_SEGMENT_CHUNKS : chunks);
+  const out: Segment[] = [];
+  for (let begin = 0; begin < chunks; begin += per) out.push({ begin, end: Math.min(chunks, begin + per), tile });
+  return backwards ? out.reverse() : out;
+}
+
+/** Where a sweep parks its state between segments: [slots, DPHI·width]; a placeholder when one segment suffices. */
+function carryBuffer(gpu: Gpu, label: string, cfg: LinearAttentionConfig, width: number, slots: number): Tensor {
+  const floats = sweepSegments(gpu, cfg, false).length > 1
+    ? slots * packedFeatureCount(cfg.kernel, cfg.featureDim) * width
+    : 1;
+  return gpu.allocator.tensor(`${label}.carry`, [floats], "workspace");
+}
+
+function chunkedForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs): Dispatch {
+  const f = args.featureDim, dv = args.valueDim;
   checkChunkedFeatureDim(label, f);
   // Fewer columns on GL, whose compiler unrolls the zero-initialisation of workgroup arrays (slow to compile).
-  const columns = Math.min(dv, cfg.chunkColumns ?? (gpu.info.backend === "gl" ? 4 : CHUNK_COLUMNS));
-  const features = packedFeatureCount(cfg.kernel, f);
-  // The forward carries a ones column (the denominator) and normalises through an output tile.
-  const nc = pass === "forward" ? columns + 1 : columns;
-  // state [features, nc], row and partner chunks [CHUNK, f], values (and outputs) [CHUNK, nc], scores [CHUNK, CHUNK].
-  const floats = features * nc + 2 * CHUNK * f + (pass === "forward" ? 2 : 1) * CHUNK * nc + CHUNK * CHUNK;
+  const columns = Math.min(dv, args.chunkColumns ?? (gpu.info.backend === "gl" ? 4 : CHUNK_COLUMNS));
+  // The state carries a ones column (the denominator); one partner chunk and its vectors.
+  const bytes = featureStateBytes(args, columns + 1, 1, 1);
   const limit = workgroupMemoryLimit(gpu);
-  if (4 * floats > limit) {
-    throw new Error(`${label}: chunked state needs ${4 * floats} B of workgroup memory, limit ${limit}`);
-  }
-  return {
-    entry: pass === "forward" ? "forward_chunked" : "backward_dv_chunked",
-    defines: {
-      F: f,
-      DV: dv,
-      DVT: columns,
-      DPHI: features,
-      CHUNK,
-      CHUNK_WG,
-      REBASED: cfg.kernel === "rebased",
-      ACCUMULATE: accumulate,
-      FEATURE_STATE: true,
-      [pass === "forward" ? "PASS_FWD_CHUNKED" : "PASS_BWD_DV_CHUNKED"]: true,
-    },
-    workgroups: [ceilDiv(dv, columns), cfg.heads, cfg.batch] as [number, number, number],
-  };
-}
-
-/**
- * The dq/dk sweep of the chunked backward: NA workgroups per (head, batch) sweep forwards for dq and NA backwards for
- * dk, each owning `block` features of the gradient and their unpacked state [block, f (+1), dv + 1].
- */
-function dqdkPass(gpu: Gpu, label: string, cfg: LinearAttentionConfig, accumulate: boolean) {
-  const f = cfg.featureDim, dv = cfg.valueDim;
-  checkChunkedFeatureDim(label, f);
-  const nc = dv + 1;
-  const stateRows = cfg.kernel === "based" ? f + 1 : f;
-  // row and partner chunks [CHUNK, f], their vectors [CHUNK, dv + 1], weights [CHUNK, CHUNK].
-  const fixedFloats = 2 * CHUNK * f + 2 * CHUNK * nc + CHUNK * CHUNK;
-  // Small on GL, whose compiler unrolls the zero-initialisation of workgroup arrays.
-  const budget = gpu.info.backend === "gl" ? Math.min(8192, workgroupMemoryLimit(gpu)) : workgroupMemoryLimit(gpu);
-  const fitting = Math.floor((budget / 4 - fixedFloats) / (stateRows * nc));
-  const wanted = Math.min(f, cfg.chunkFeatures ?? fitting);
-  if (wanted < 1 || 4 * (fixedFloats + wanted * stateRows * nc) > workgroupMemoryLimit(gpu)) {
-    throw new Error(`${label}: the chunked dq/dk state does not fit workgroup memory (f=${f}, dv=${dv})`);
-  }
-  // Balance the blocks: 16 features with room for 7 give 3 blocks of 6, 6, 4 rather than 7, 7, 2.
-  const blocks = ceilDiv(f, wanted);
-  const block = ceilDiv(f, blocks);
-  return {
-    entry: "backward_dqdk_chunked",
-    defines: {
-      F: f,
-      DV: dv,
-      APW: block,
-      NA: blocks,
-      CHUNK,
-      CHUNK_WG,
-      REBASED: cfg.kernel === "rebased",
-      ACCUMULATE: accumulate,
-      PASS_BWD_DQDK_CHUNKED: true,
-    },
-    workgroups: [2 * blocks, cfg.heads, cfg.batch] as [number, number, number],
-  };
-}
-
-function chunkedForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs, uniform: GPUBuffer): Dispatch {
-  const { entry, defines, workgroups } = featureStatePass(gpu, label, args, "forward");
-  return makeDispatch(
-    gpu,
+  if (bytes > limit) throw new Error(`${label}: chunked state needs ${bytes} B of workgroup memory, limit ${limit}`);
+  const tiles = ceilDiv(dv, columns);
+  const carry = carryBuffer(gpu, label, args, columns + 1, tiles * args.heads * args.batch);
+  const defines = { ...featureStateDefines(args, columns + 1), DVT: columns, PASS_FWD_CHUNKED: true };
+  return sequence(
     label,
-    "linear_attention",
-    entry,
-    defines,
-    [uniform, args.q, args.k, args.v, args.y, args.zinv],
-    workgroups,
+    sweepSegments(gpu, args, false).map((segment) =>
+      makeDispatch(
+        gpu,
+        `${label}.${segment.begin}`,
+        "linear_attention",
+        "forward_chunked",
+        defines,
+        [makeParams(gpu, label, args, segment), args.q, args.k, args.v, args.y, args.zinv, carry],
+        [tiles, args.heads, args.batch],
+      )
+    ),
   );
 }
 
-/** Two dispatches encoded in order: dq (which also writes dz), then dk/dv; chunked: dq+dk, then dv. */
+/**
+ * Parallel variants: two dispatches encoded in order, dq (which also writes dz), then dk/dv. Chunked: a dq sweep (which
+ * also writes dz) and a dk/dv sweep, each one dispatch per column tile and segment.
+ */
 export function linearAttentionBackward(gpu: Gpu, label: string, args: LinearAttentionBackwardArgs): Dispatch {
   const f = args.featureDim, dv = args.valueDim;
   validate(label, args, {
@@ -337,12 +342,18 @@ export function linearAttentionBackward(gpu: Gpu, label: string, args: LinearAtt
     dv: [args.dv, dv],
     dz: [args.dz, 1],
   });
-  const params = makeParams(gpu, label, args);
   const accumulate = Boolean(args.accumulate);
-  const passes = args.variant === "chunked" ? chunkedBackwardPasses(gpu, label, args, params, accumulate) : [
+  if (args.variant === "chunked") return sequence(label, chunkedBackwardPasses(gpu, label, args, accumulate));
+  const params = makeParams(gpu, label, args);
+  const passes = [
     parallelBackwardPass(gpu, label, args, params, "backward_dq", accumulate),
     parallelBackwardPass(gpu, label, args, params, "backward_dkdv", accumulate),
   ];
+  return sequence(label, passes);
+}
+
+/** Dispatches encoded in order as one. */
+function sequence(label: string, passes: readonly Dispatch[]): Dispatch {
   return {
     label,
     encode(pass) {
@@ -363,45 +374,60 @@ function parallelBackwardPass(
   const bindings = pass === "backward_dq"
     ? [params, args.q, args.k, args.v, args.y, args.zinv, args.dy, args.dq, args.dz]
     : [params, args.q, args.k, args.v, args.zinv, args.dy, args.dz, args.dk, args.dv];
-  return makeDispatch(
-    gpu,
-    `${label}.${pass === "backward_dq" ? "dq" : "dkdv"}`,
-    "linear_attention",
-    entry,
-    defines,
-    bindings,
-    workgroups,
-  );
+  const suffix = pass === "backward_dq" ? "dq" : "dkdv";
+  return makeDispatch(gpu, `${label}.${suffix}`, "linear_attention", entry, defines, bindings, workgroups);
 }
 
-/** dq and dk (which also writes dz) in one dispatch, dv in another; they are independent of each other. */
+/**
+ * The chunked backward: a forwards sweep for dq (and dz) and a backwards sweep for dk and dv, one workgroup per (head,
+ * batch) each. The state's dv + 1 columns go in tiles, one sweep per tile, as wide as workgroup memory allows (at most
+ * 16 on CPU rasterisers, whose compiler then unrolls the column loops; chunkColumns overrides).
+ */
 function chunkedBackwardPasses(
   gpu: Gpu,
   label: string,
   args: LinearAttentionBackwardArgs,
-  params: GPUBuffer,
   accumulate: boolean,
 ): Dispatch[] {
-  const dqdk = dqdkPass(gpu, label, args, accumulate);
-  const dv = featureStatePass(gpu, label, args, "dv", accumulate);
-  return [
-    makeDispatch(
-      gpu,
-      `${label}.dqdk`,
-      "linear_attention",
-      dqdk.entry,
-      dqdk.defines,
-      [params, args.q, args.k, args.v, args.y, args.zinv, args.dy, args.dq, args.dk, args.dz],
-      dqdk.workgroups,
-    ),
-    makeDispatch(
-      gpu,
-      `${label}.dv`,
-      "linear_attention",
-      dv.entry,
-      dv.defines,
-      [params, args.q, args.k, args.zinv, args.dy, args.dv],
-      dv.workgroups,
-    ),
-  ];
+  const f = args.featureDim, dv = args.valueDim;
+  checkChunkedFeatureDim(label, f);
+  const limit = workgroupMemoryLimit(gpu);
+  // Small on GL, whose compiler unrolls the zero-initialisation of workgroup arrays.
+  const budget = gpu.info.backend === "gl" ? Math.min(8192, limit) : limit;
+  // Row and partner chunks [CHUNK, f], their vectors [CHUNK, width], the state [DPHI, width].
+  const fixed = featureStateBytes(args, 0, 2, 2), perColumn = featureStateBytes(args, 1, 0, 2);
+  const fitting = Math.min(Math.floor((budget - fixed) / perColumn), gpu.info.software ? 16 : Infinity);
+  const wanted = Math.min(dv + 1, args.chunkColumns ?? fitting);
+  if (wanted < 1 || featureStateBytes(args, wanted, 2, 2) > limit) {
+    throw new Error(`${label}: the chunked backward state does not fit workgroup memory (f=${f}, dv=${dv})`);
+  }
+  // Balanced tiles: 43 columns with room for 16 give 3 tiles of 15, 15 and 13, not 16, 16 and 11.
+  const tiles = ceilDiv(dv + 1, wanted);
+  const width = ceilDiv(dv + 1, tiles);
+  const defines = { ...featureStateDefines(args, width), ACCUMULATE: accumulate, PASS_BWD_CHUNKED: true };
+  const carry = carryBuffer(gpu, label, args, width, args.heads * args.batch);
+  const common = [args.q, args.k, args.v, args.y, args.zinv, args.dy];
+  const passes: Dispatch[] = [];
+  for (const backwards of [false, true]) {
+    for (let tile = 0; tile < tiles; tile++) {
+      for (const segment of sweepSegments(gpu, args, backwards, tile)) {
+        const name = `${label}.${backwards ? "dkdv" : "dq"}.${tile}.${segment.begin}`;
+        passes.push(makeDispatch(
+          gpu,
+          name,
+          "linear_attention",
+          "backward_chunked",
+          { ...defines, BACKWARDS: backwards },
+          [
+            makeParams(gpu, name, args, segment),
+            ...common,
+            ...(backwards ? [args.dk, args.dv] : [args.dq, args.dz]),
+            carry,
+          ],
+          [args.heads, args.batch],
+        ));
+      }
+    }
+  }
+  return passes;
 }

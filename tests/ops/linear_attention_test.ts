@@ -1,6 +1,9 @@
 import type { Tensor } from "../../src/gpu/allocator.ts";
 import { type Gpu, readTensor, withGpuErrors, writeTensor } from "../../src/gpu/device.ts";
 import {
+  chooseLinearAttentionVariant,
+  CHUNKED_FROM_SEQ_LEN,
+  defaultLinearAttentionVariant,
   linearAttentionBackward,
   type LinearAttentionConfig,
   linearAttentionForward,
@@ -24,7 +27,7 @@ type Shape = Omit<LinearAttentionShape, "kernel">;
 
 const KERNELS: LinearAttentionKernel[] = ["based", "rebased"];
 const PARALLEL_VARIANTS: LinearAttentionVariant[] = ["rows", "tiled", "smem"];
-// "chunked" is a forward variant; its backward runs the adapter's default parallel variant.
+// Every variant, forward and backward; "chunked" is the O(L) form (tested further below).
 const VARIANTS: LinearAttentionVariant[] = [...PARALLEL_VARIANTS, "chunked"];
 const SHAPES: Shape[] = [
   { batch: 1, seqLen: 1, heads: 1, featureDim: 4, valueDim: 3 },
@@ -232,6 +235,128 @@ Deno.test({
         g.free();
       }
     }
+  },
+});
+
+/** Random gradients already in dq/dk/dv (accumulate adds to them): written before every run. */
+function prefill(gpu: Gpu, g: GpuSetup, seed: number): Record<"dq" | "dk" | "dv", Float32Array> {
+  const out = {} as Record<"dq" | "dk" | "dv", Float32Array>;
+  (["dq", "dk", "dv"] as const).forEach((name, i) => {
+    out[name] = f32(randn(g.tensors[name].length, seed + i));
+    writeTensor(gpu, g.tensors[name], out[name]);
+  });
+  return out;
+}
+
+/**
+ * Chunked forward + backward (accumulating into random gradients) vs the float64 reference, then a rerun that must be
+ * bit-identical. Lengths around and between the 16-token chunks, the paper's head layout (H = 12, f = 16) and smaller
+ * f, dv = 1, 5 and 42 (d = 16, 64 and 512).
+ */
+async function checkChunked(gpu: Gpu, kernel: LinearAttentionKernel, s: Shape, tuning: Partial<LinearAttentionConfig>) {
+  const shape: LinearAttentionShape = { ...s, kernel };
+  const inputs = makeInputs(s, 31 * s.seqLen + s.valueDim);
+  const ref = referenceOutputs(shape, inputs);
+  const g = await setup(gpu, { ...shape, variant: "chunked", ...tuning }, inputs, true);
+  const name = `${kernel} chunked B=${s.batch} L=${s.seqLen} H=${s.heads} f=${s.featureDim} dv=${s.valueDim} ` +
+    JSON.stringify(tuning);
+  const initial = prefill(gpu, g, 900);
+  submit(gpu, [g.forward, g.backward]);
+  const first = await readAll(gpu, g.tensors);
+  const plus = (x: Float64Array, y: Float32Array) => x.map((v, i) => v + y[i]);
+  await checkKernel({
+    name,
+    reference: () => ({
+      ...ref,
+      dq: plus(ref.dq, initial.dq),
+      dk: plus(ref.dk, initial.dk),
+      dv: plus(ref.dv, initial.dv),
+    }),
+    gpu: () => first,
+    tolerances: tolerances(ref),
+  });
+  prefill(gpu, g, 900);
+  submit(gpu, [g.forward, g.backward]);
+  const second = await readAll(gpu, g.tensors);
+  for (const key of Object.keys(first) as (keyof typeof first)[]) {
+    assertEquals(Array.from(second[key]), Array.from(first[key]), `${name}: ${key} differs on a rerun`);
+  }
+  g.free();
+}
+
+const CHUNKED_SHAPES: Shape[] = [
+  { batch: 1, seqLen: 1, heads: 12, featureDim: 16, valueDim: 1 },
+  { batch: 2, seqLen: 5, heads: 1, featureDim: 16, valueDim: 5 },
+  { batch: 1, seqLen: 17, heads: 12, featureDim: 5, valueDim: 42 },
+  { batch: 2, seqLen: 33, heads: 12, featureDim: 16, valueDim: 5 },
+  { batch: 1, seqLen: 70, heads: 1, featureDim: 16, valueDim: 42 },
+  { batch: 2, seqLen: 70, heads: 12, featureDim: 16, valueDim: 1 },
+];
+
+for (const kernel of KERNELS) {
+  Deno.test({
+    name: `linear attention chunked ${kernel}: forward + accumulating backward vs float64, reruns bit-identical`,
+    ...gpuTest,
+    fn: async () => {
+      const gpu = await testGpu();
+      for (const s of CHUNKED_SHAPES) await checkChunked(gpu, kernel, s, {});
+    },
+  });
+}
+
+Deno.test({
+  name: "linear attention chunked: column tiles and segments (state carried between dispatches)",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const cases: [Shape, Partial<LinearAttentionConfig>][] = [
+      // Forward tiles of 2 value columns (the last one short), backward tiles of 4 of the 6 state columns.
+      [{ batch: 2, seqLen: 33, heads: 3, featureDim: 16, valueDim: 5 }, { chunkColumns: 2 }],
+      [{ batch: 1, seqLen: 37, heads: 2, featureDim: 6, valueDim: 42 }, { chunkColumns: 4 }],
+      // One chunk per dispatch: the state goes through the workspace at every chunk boundary, both directions.
+      [{ batch: 2, seqLen: 70, heads: 3, featureDim: 16, valueDim: 5 }, { segmentChunks: 1 }],
+      [{ batch: 1, seqLen: 70, heads: 2, featureDim: 7, valueDim: 42 }, { segmentChunks: 2, chunkColumns: 16 }],
+    ];
+    for (const kernel of KERNELS) {
+      for (const [s, tuning] of cases) await checkChunked(gpu, kernel, s, tuning);
+    }
+  },
+});
+
+Deno.test({
+  name: "linear attention chunked: exact at L = 1100 with the default segments (llvmpipe's loop limit)",
+  ...gpuTest,
+  fn: async () => {
+    // On CPU rasterisers 69 chunks make three dispatches per sweep; the parallel variants stop short of such lengths
+    // there once L·dv exceeds what llvmpipe's 65535-iteration loop limit lets one invocation finish.
+    const gpu = await testGpu();
+    for (const kernel of KERNELS) {
+      await checkChunked(gpu, kernel, { batch: 1, seqLen: 1100, heads: 1, featureDim: 16, valueDim: 5 }, {});
+    }
+  },
+});
+
+Deno.test({
+  name: "linear attention: chooseLinearAttentionVariant picks chunked from its threshold on, when f ≤ 16",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const from = gpu.info.software ? CHUNKED_FROM_SEQ_LEN.software : CHUNKED_FROM_SEQ_LEN.hardware;
+    const parallel = defaultLinearAttentionVariant(gpu);
+    assertEquals(chooseLinearAttentionVariant(gpu, from - 1), parallel);
+    assertEquals(chooseLinearAttentionVariant(gpu, from), "chunked");
+    assertEquals(chooseLinearAttentionVariant(gpu, 4 * from, 16), "chunked");
+    assertEquals(chooseLinearAttentionVariant(gpu, 4 * from, 17), parallel);
+    const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
+    const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));
+    let message = "";
+    try {
+      linearAttentionForward(gpu, "f = 17", { ...s, kernel: "based", variant: "chunked", ...g.tensors });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    g.free();
+    assert(/featureDim ≤ 16/.test(message), `expected the chunked variant to reject f = 17, got "${message}"`);
   },
 });
 
