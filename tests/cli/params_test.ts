@@ -1,22 +1,13 @@
+import { capture } from "../_helpers/console.ts";
 import { main } from "../../main.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 
-async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [], err: string[] = [];
-  const log = console.log, error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    const code = await main(args);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+function run(args: string[]) {
+  return capture(() => main(args));
 }
 
 Deno.test("mqar params: breakdown total and JSON for rebased d=64 L=256 (Table 4: 578,752)", async () => {
-  const r = await capture(["params", "--mixer", "rebased", "--d-model", "64", "--seq-len", "256", "--json"]);
+  const r = await run(["params", "--mixer", "rebased", "--d-model", "64", "--seq-len", "256", "--json"]);
   assertEquals(r.code, 0);
   const b = JSON.parse(r.out);
   assertEquals(b.total, 578752);
@@ -24,7 +15,7 @@ Deno.test("mqar params: breakdown total and JSON for rebased d=64 L=256 (Table 4
 });
 
 Deno.test("mqar params --table4 reproduces every cell", async () => {
-  const r = await capture(["params", "--table4", "--json"]);
+  const r = await run(["params", "--table4", "--json"]);
   assertEquals(r.code, 0);
   const rows = JSON.parse(r.out) as { matches: boolean }[];
   assertEquals(rows.length, 28);
@@ -32,7 +23,7 @@ Deno.test("mqar params --table4 reproduces every cell", async () => {
 });
 
 Deno.test("mqar params --table gives the spec's per-L numbers", async () => {
-  const r = await capture(["params", "--table", "--json"]);
+  const r = await run(["params", "--table", "--json"]);
   const rows = JSON.parse(r.out) as { arch: string; d: number; params: Record<string, number> }[];
   const based64 = rows.find((x) => x.arch === "based" && x.d === 64)!;
   assertEquals(based64.params, { 128: 569792, 256: 577984, 512: 594368, 1024: 627136, 2048: 692672 });
@@ -49,9 +40,9 @@ Deno.test("mqar params: bad input is one line naming the flag, exit 2", async ()
       [["params", "--bogus"], /Unknown option '--bogus'/],
     ] as const
   ) {
-    const r = await capture([...args]);
+    const r = await run([...args]);
     assertEquals(r.code, 2, r.err);
     assert(pattern.test(r.err), r.err);
-    assertEquals(r.err.split("\n").length, 1);
+    assertEquals(r.err.trimEnd().split("\n").length, 1);
   }
 });

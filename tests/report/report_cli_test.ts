@@ -1,23 +1,9 @@
+import { capture } from "../_helpers/console.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
 import { reportCommand } from "../../src/cli/report.ts";
 import { appendResult } from "../../src/sweep/results_file.ts";
 import { syntheticResults } from "../_helpers/results.ts";
 import { checkXml } from "../_helpers/xml.ts";
-
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const log = console.log;
-  const error = console.error;
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => void (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => void (err += a.join(" ") + "\n");
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 Deno.test("mqar report: end to end from a sharded results directory to a report directory", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mqar-report-" });

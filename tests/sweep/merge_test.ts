@@ -1,3 +1,4 @@
+import { capture } from "../_helpers/console.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
 import { expandGrid, parseSweepConfig, planRuns } from "../../src/sweep/grid.ts";
 import { dedupeResults, mergeResults, sortResults } from "../../src/sweep/merge.ts";
@@ -73,22 +74,6 @@ Deno.test("merge: missing and extra runs against the grid; output in grid order"
   assertEquals(shuffled, sortResults(records.map((r) => r.result)));
   assertEquals(shuffled.map((r) => r.runId), [grid[0].runId, grid[2].runId, grid[5].runId]);
 });
-
-/** Runs a command with console output captured. */
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const log = console.log;
-  const error = console.error;
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => void (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => void (err += a.join(" ") + "\n");
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 Deno.test("mqar merge: combines shard files, reports duplicates and missing runs, exit code by completeness", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mqar-merge-" });

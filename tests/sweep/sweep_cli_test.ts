@@ -1,3 +1,4 @@
+import { capture } from "../_helpers/console.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
 import { makeSweepCommand, sweepCommand } from "../../src/cli/sweep.ts";
 import type { RunConfig } from "../../src/train/result.ts";
@@ -6,21 +7,6 @@ import { readResults } from "../../src/sweep/results_file.ts";
 import { fakeResult } from "../_helpers/results.ts";
 
 const TINY = new URL("../../configs/sweeps/cpu-tiny.json", import.meta.url).pathname;
-
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const log = console.log;
-  const error = console.error;
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => void (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => void (err += a.join(" ") + "\n");
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 Deno.test("mqar sweep: dry run lists the runs and the cost without a trainer", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mqar-sweep-" });
