@@ -25,7 +25,8 @@ export function parseFlags<O extends Options>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {
-    const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    // node's parseArgs explains some mistakes over two lines ("--lr -1"); a user error stays one line.
+    const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, "").replace(/\s*\n\s*/g, " ");
     const known = Object.keys(options).map((k) => `--${k}`).join(", ");
     throw new UsageError(`${msg} (known flags for ${command}: ${known})`);
   }
