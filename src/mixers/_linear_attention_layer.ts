@@ -7,6 +7,7 @@ import type { Tensor } from "../gpu/allocator.ts";
 import type { Dispatch } from "../ops/_dispatch.ts";
 import { createLayerNormBackward, createLayerNormForward, type LayerNormFlags } from "../ops/layernorm.ts";
 import {
+  chooseLinearAttentionVariant,
   linearAttentionBackward,
   linearAttentionForward,
   type LinearAttentionKernel,
@@ -78,7 +79,9 @@ export function buildLinearAttentionLayer(
       }));
     }
   }
-  const attnConfig = { batch, seqLen: cfg.seqLen, heads: H, featureDim: f, valueDim: dv, kernel };
+  // O(L) chunked form for long sequences, the exact parallel form below the measured crossover.
+  const variant = chooseLinearAttentionVariant(gpu, { seqLen: cfg.seqLen, featureDim: f, valueDim: dv });
+  const attnConfig = { batch, seqLen: cfg.seqLen, heads: H, featureDim: f, valueDim: dv, kernel, variant };
   const qt = transformed.q.out, kt = transformed.k.out;
   forward.push(linearAttentionForward(gpu, `${ctx.label}.attn`, { ...attnConfig, q: qt, k: kt, v, y, zinv }));
   forward.push(linearForward(gpu, `${ctx.label}.proj_o`, outProj));

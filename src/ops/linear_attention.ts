@@ -94,20 +94,35 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 }
 
 /**
- * Sequence lengths from which the chunked variant is faster than the adapter's default parallel variant for a whole
- * training step (forward + backward). Software: measured on lavapipe (2 shared cores; see the op's tests/report).
- * Hardware: not measured yet; an estimate, since the chunked sweeps are sequential over L/16 chunks with only
- * O(batch·heads) workgroups in flight, while the parallel smem variant fills the GPU.
+ * Sequence lengths from which the chunked variant beats the adapter's default parallel variant over a training step
+ * (forward + backward), measured on lavapipe as CPU time per token (H = 12, f = 16, 2048 tokens per step):
+ * dv = 5: rows 42 / 140 / 275 / 520 / 1061 µs at L = 64 / 256 / 512 / 1024 / 2048, chunked a flat 201-206 µs, crossing
+ * near L = 380 (ReBased the same); dv = 42: rows 462 / 927 / 1679 µs at L = 256 / 512 / 1024, chunked 1310-1350 µs,
+ * crossing near L = 800 (its state columns take three sweeps). Hardware: not measured; a guess, since the chunked
+ * sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while the smem variant fills a GPU.
  */
-export const CHUNKED_FROM_SEQ_LEN = { software: 256, hardware: 1024 } as const;
+export const CHUNKED_FROM_SEQ_LEN = { software: 384, softwareWide: 768, hardware: 1024 } as const;
 
 /**
- * The variant a model should train with at sequence length `seqLen`: chunked (O(L)) from CHUNKED_FROM_SEQ_LEN on, when
- * its state fits (f ≤ 16); otherwise the adapter's default parallel variant.
+ * The length from which chooseLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on
+ * GL (llvmpipe's GL compiler took 6 minutes over the f = 16 chunked pipelines).
  */
-export function chooseLinearAttentionVariant(gpu: Gpu, seqLen: number, featureDim = 16): LinearAttentionVariant {
-  const from = gpu.info.software ? CHUNKED_FROM_SEQ_LEN.software : CHUNKED_FROM_SEQ_LEN.hardware;
-  return seqLen >= from && featureDim <= 16 ? "chunked" : defaultLinearAttentionVariant(gpu);
+export function chunkedFromSeqLen(gpu: Gpu, valueDim: number): number {
+  if (gpu.info.backend === "gl") return Infinity;
+  if (!gpu.info.software) return CHUNKED_FROM_SEQ_LEN.hardware;
+  return valueDim + 1 > 16 ? CHUNKED_FROM_SEQ_LEN.softwareWide : CHUNKED_FROM_SEQ_LEN.software;
+}
+
+/**
+ * The variant a model should train with: chunked (O(L) per sequence) from chunkedFromSeqLen on when its state fits
+ * (f ≤ 16), otherwise the adapter's default parallel variant (O(L²)).
+ */
+export function chooseLinearAttentionVariant(
+  gpu: Gpu,
+  cfg: Pick<LinearAttentionConfig, "seqLen" | "featureDim" | "valueDim">,
+): LinearAttentionVariant {
+  const long = cfg.seqLen >= chunkedFromSeqLen(gpu, cfg.valueDim);
+  return long && cfg.featureDim <= 16 ? "chunked" : defaultLinearAttentionVariant(gpu);
 }
 
 const DEFAULT_ROWS_PER_WG = 64;

@@ -2,7 +2,7 @@ import type { Tensor } from "../../src/gpu/allocator.ts";
 import { type Gpu, readTensor, withGpuErrors, writeTensor } from "../../src/gpu/device.ts";
 import {
   chooseLinearAttentionVariant,
-  CHUNKED_FROM_SEQ_LEN,
+  chunkedFromSeqLen,
   defaultLinearAttentionVariant,
   linearAttentionBackward,
   type LinearAttentionConfig,
@@ -310,12 +310,12 @@ Deno.test({
   fn: async () => {
     const gpu = await testGpu();
     const cases: [Shape, Partial<LinearAttentionConfig>][] = [
-      // Forward tiles of 2 value columns (the last one short), backward tiles of 4 of the 6 state columns.
-      [{ batch: 2, seqLen: 33, heads: 3, featureDim: 16, valueDim: 5 }, { chunkColumns: 2 }],
-      [{ batch: 1, seqLen: 37, heads: 2, featureDim: 6, valueDim: 42 }, { chunkColumns: 4 }],
-      // One chunk per dispatch: the state goes through the workspace at every chunk boundary, both directions.
+      // Forward tiles of 4 value columns (11, the last one of 2), backward tiles of 4 of the 43 state columns (the
+      // last one of 3), a partial last chunk.
+      [{ batch: 1, seqLen: 37, heads: 2, featureDim: 16, valueDim: 42 }, { chunkColumns: 4 }],
+      // One or two chunks per dispatch: the state goes through the workspace at the segment boundaries, both ways.
       [{ batch: 2, seqLen: 70, heads: 3, featureDim: 16, valueDim: 5 }, { segmentChunks: 1 }],
-      [{ batch: 1, seqLen: 70, heads: 2, featureDim: 7, valueDim: 42 }, { segmentChunks: 2, chunkColumns: 16 }],
+      [{ batch: 1, seqLen: 70, heads: 2, featureDim: 5, valueDim: 42 }, { segmentChunks: 2 }],
     ];
     for (const kernel of KERNELS) {
       for (const [s, tuning] of cases) await checkChunked(gpu, kernel, s, tuning);
@@ -341,12 +341,22 @@ Deno.test({
   ...gpuTest,
   fn: async () => {
     const gpu = await testGpu();
-    const from = gpu.info.software ? CHUNKED_FROM_SEQ_LEN.software : CHUNKED_FROM_SEQ_LEN.hardware;
     const parallel = defaultLinearAttentionVariant(gpu);
-    assertEquals(chooseLinearAttentionVariant(gpu, from - 1), parallel);
-    assertEquals(chooseLinearAttentionVariant(gpu, from), "chunked");
-    assertEquals(chooseLinearAttentionVariant(gpu, 4 * from, 16), "chunked");
-    assertEquals(chooseLinearAttentionVariant(gpu, 4 * from, 17), parallel);
+    for (const valueDim of [1, 5, 42]) {
+      const from = chunkedFromSeqLen(gpu, valueDim);
+      const choose = (seqLen: number, featureDim = 16) =>
+        chooseLinearAttentionVariant(gpu, { seqLen, featureDim, valueDim });
+      if (!Number.isFinite(from)) {
+        assertEquals(choose(1 << 20), parallel, "never chunked on this backend");
+        continue;
+      }
+      assertEquals(choose(from - 1), parallel);
+      assertEquals(choose(from), "chunked");
+      assertEquals(choose(4 * from, 4), "chunked");
+      assertEquals(choose(4 * from, 17), parallel);
+    }
+    // Wide value heads take several sweeps of the chunked backward: they switch later (or equally late on GPUs).
+    assert(chunkedFromSeqLen(gpu, 42) >= chunkedFromSeqLen(gpu, 5), "dv = 42 should not switch before dv = 5");
     const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
     const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));
     let message = "";
