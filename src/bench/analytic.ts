@@ -9,8 +9,13 @@
  *   - BaseConv's depthwise 3-tap causal convolution: 2·3·rows·d forward, du and dweight backward;
  *   - softmax attention: causal pairs (i ≥ j) only, L(L+1)/2 per example and head: QKᵀ and P·V (2·dh each per pair)
  *     forward; dV, dP, dQ, dK backward (2·dh each per pair);
- *   - Based/ReBased linear attention, exact parallel form: per causal pair and head, q·k (2f) and A·V (2dv) forward;
- *     dA, dV (2dv each) and dQ, dK (2f each) backward.
+ *   - Based/ReBased linear attention in the form the model runs (`linearAttention`):
+ *     "parallel" (exact O(L²) form): per causal pair and head, q·k (2f) and A·V (2dv) forward; dA, dV (2dv each) and
+ *     dQ, dK (2f each) backward;
+ *     "chunked" (O(L), spec §5.3, chunks of C = 16): the parallel form on the causal pairs inside each chunk, plus per
+ *     token and head, with D packed features (Based 153, ReBased 136 at f = 16) and dv + 1 state columns (the ones
+ *     column is the normaliser): the state read φ(q)·S and update S += φ(k)ᵀ[v 1] (2·D·(dv+1) each) forward; dq, dk
+ *     and the dS update (2·D·(dv+1) each) and dv (2·D·dv) backward.
  * Not counted: LayerNorm, residual adds, dropout, softmax/feature-map exponentials and the normaliser sums, the
  * cross-entropy rows, AdamW, embedding lookups (all O(rows·width) memory-bound work), and recomputation inside the
  * backward kernels (attention scores are recomputed from q, k rather than stored).
@@ -22,6 +27,7 @@
  * adapter and is only measured.
  */
 import { defaultAttentionVariant } from "../ops/attention.ts";
+import { packedFeatureCount } from "../ops/linear_attention.ts";
 import { paddedBytes } from "../gpu/allocator.ts";
 import { type ModelConfig, valueHeadDim } from "../model/config.ts";
 import { paramSpec } from "../model/param_spec.ts";
@@ -32,6 +38,20 @@ export interface AnalyticShape {
   batch: number;
   /** Labelled positions per example (MQAR: N), the rows the LM head sees. */
   labelsPerExample: number;
+  /** The Based/ReBased attention form the model runs (chooseLinearAttentionVariant); default "parallel". */
+  linearAttention?: LinearAttentionForm;
+}
+
+/** "parallel": the exact O(L²) variants (rows, tiled, smem); "chunked": the O(L) chunk form. */
+export type LinearAttentionForm = "parallel" | "chunked";
+
+/** Tokens per chunk of the chunked linear attention (src/ops/linear_attention.ts). */
+export const LINEAR_ATTENTION_CHUNK = 16;
+
+/** Causal pairs of one sequence when only pairs inside the same chunk of `chunk` tokens are counted. */
+export function chunkedCausalPairs(L: number, chunk: number): number {
+  const full = Math.floor(L / chunk), rest = L - full * chunk;
+  return full * causalPairs(chunk) + causalPairs(rest);
 }
 
 export type FlopKind = "linear" | "lm_head" | "conv" | "attention" | "linear_attention";
@@ -80,6 +100,23 @@ function checkShape(cfg: ModelConfig, shape: AnalyticShape): void {
   }
 }
 
+function linearAttentionTerm(name: string, cfg: ModelConfig, B: number, form: LinearAttentionForm): FlopTerm {
+  const L = cfg.seqLen, H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
+  if (form === "parallel") {
+    const pairs = B * H * causalPairs(L);
+    return { name, kind: "linear_attention", forward: pairs * (2 * f + 2 * dv), backward: pairs * (4 * f + 4 * dv) };
+  }
+  const pairs = B * H * chunkedCausalPairs(L, LINEAR_ATTENTION_CHUNK);
+  const D = packedFeatureCount(cfg.mixer === "based" ? "based" : "rebased", f);
+  const tokens = B * H * L, stateProduct = 2 * D * (dv + 1);
+  return {
+    name,
+    kind: "linear_attention",
+    forward: pairs * (2 * f + 2 * dv) + tokens * 2 * stateProduct,
+    backward: pairs * (4 * f + 4 * dv) + tokens * (3 * stateProduct + 2 * D * dv),
+  };
+}
+
 export function analyticFlops(cfg: ModelConfig, shape: AnalyticShape): AnalyticFlops {
   checkShape(cfg, shape);
   const B = shape.batch, L = cfg.seqLen, d = cfg.dModel, V = cfg.vocabSize;
@@ -103,13 +140,7 @@ export function analyticFlops(cfg: ModelConfig, shape: AnalyticShape): AnalyticF
       terms.push(linearTerm(`${p}.proj_q`, rows, d, H * f));
       terms.push(linearTerm(`${p}.proj_k`, rows, d, H * f));
       terms.push(linearTerm(`${p}.proj_v`, rows, d, H * dv));
-      const pairs = B * H * causalPairs(L);
-      terms.push({
-        name: `${p}.attn`,
-        kind: "linear_attention",
-        forward: pairs * (2 * f + 2 * dv),
-        backward: pairs * (4 * f + 4 * dv),
-      });
+      terms.push(linearAttentionTerm(`${p}.attn`, cfg, B, shape.linearAttention ?? "parallel"));
       terms.push(linearTerm(`${p}.proj_o`, rows, H * dv, d));
     }
   });

@@ -67,6 +67,7 @@ export function benchCsv(report: BenchReport): string {
     "analytic_activation_bytes_per_token",
     "train_loss",
     "kernel_profile_total_ms",
+    "linear_attention_form",
   ];
   const rows = report.cases.map((c) => [
     c.mixer,
@@ -99,6 +100,7 @@ export function benchCsv(report: BenchReport): string {
     c.analytic.bytes.train.activationsPerToken,
     c.trainLoss,
     c.kernels?.available ? c.kernels.totalMs : null,
+    c.analytic.linearAttention ?? "",
   ]);
   return toCsv(header, rows);
 }
@@ -148,7 +150,7 @@ export function benchTable(report: BenchReport): Table {
       c.batch ? String(c.batch) : "–",
       num(c.train?.tokensPerS),
       num(c.inference?.tokensPerS),
-      fmtSi(c.analytic.flopsPerToken.train),
+      fmtSi(c.analytic.flopsPerToken.train) + (c.analytic.linearAttention === "chunked" ? " (chunked)" : ""),
       num(c.achievedGflops.train, 2),
       c.peakBytes.train ? fmtFixed(c.peakBytes.train.total / MIB, 1) : "–",
       num(c.peakBytesPerToken.train?.total),
@@ -219,7 +221,8 @@ export function benchMarkdown(report: BenchReport): string {
     headerLines(report).map((l) => `- ${l}`).join("\n") + "\n",
     "Training = forward + backward + AdamW on random MQAR batches (uploaded each step as in training, no readback in " +
     "the timed loop); inference = forward only. tokens/s: median over repeats. FLOP/token: analytic model FLOPs " +
-    "(matmuls incl. the LM head on labelled rows, causal O(L²) attention terms; src/bench/analytic.ts). Peak bytes: " +
+    "(matmuls incl. the LM head on labelled rows, causal O(L²) attention terms, Based/ReBased in the form the model " +
+    "runs: the O(L²) parallel form, or the O(L) chunked form where marked; src/bench/analytic.ts). Peak bytes: " +
     "the allocator's exact accounting.\n",
     markdownTable(benchTable(report)),
     markdownTable(memoryTable(report)),

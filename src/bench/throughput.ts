@@ -18,13 +18,20 @@ import { mixSeed, Rng } from "../data/rng.ts";
 import { type Dispatch, submit } from "../ops/_dispatch.ts";
 import { type AdamWOp, createAdamW } from "../ops/adamw.ts";
 import { matmul } from "../ops/matmul.ts";
-import { makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
+import { makeModelConfig, type MixerName, type ModelConfig, valueHeadDim } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
 import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
 import { runEnvironment } from "../train/environment.ts";
 import type { RunResult } from "../train/result.ts";
-import { analyticBuffers, type AnalyticBytes, analyticFlops } from "./analytic.ts";
+import {
+  analyticBuffers,
+  type AnalyticBytes,
+  analyticFlops,
+  layerMixers,
+  type LinearAttentionForm,
+} from "./analytic.ts";
+import { chooseLinearAttentionVariant } from "../ops/linear_attention.ts";
 import {
   type KernelProfile,
   profileDispatches,
@@ -121,6 +128,8 @@ export interface BenchCaseResult {
   peakBytes: { train: ByteCounts | null; inference: ByteCounts | null };
   peakBytesPerToken: { train: BytesPerToken | null; inference: BytesPerToken | null };
   analytic: {
+    /** The Based/ReBased attention form the model ran (its FLOPs are counted in that form); null without one. */
+    linearAttention: LinearAttentionForm | null;
     flopsPerToken: { forward: number; backward: number; train: number };
     flopsPerStep: { forward: number; backward: number; train: number };
     flopTerms: { name: string; kind: string; forward: number; backward: number }[];
@@ -432,6 +441,17 @@ async function measured<T>(gpu: Gpu, what: string, fn: () => Promise<T>): Promis
   return { value, peak };
 }
 
+/** The linear-attention form the model's layers pick on this adapter (as src/mixers/_linear_attention_layer.ts). */
+export function linearAttentionForm(gpu: Gpu, cfg: ModelConfig): LinearAttentionForm | null {
+  if (!layerMixers(cfg).includes("linear_attention")) return null;
+  const variant = chooseLinearAttentionVariant(gpu, {
+    seqLen: cfg.seqLen,
+    featureDim: cfg.featureDim,
+    valueDim: valueHeadDim(cfg),
+  });
+  return variant === "chunked" ? "chunked" : "parallel";
+}
+
 export function caseId(mixer: string, dModel: number, seqLen: number): string {
   return `${mixer}/d${dModel}/L${seqLen}`;
 }
@@ -450,7 +470,8 @@ export async function benchCase(
   validateMqarConfig(benchMqarConfig(cfg, N, 1));
   const plan = planBatch(cfg, settings.batchSize, N, bufferLimit(gpu), settings.maxMemoryBytes);
   const B = plan.batch ?? 1;
-  const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N });
+  const linearAttention = linearAttentionForm(gpu, cfg);
+  const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N, linearAttention: linearAttention ?? undefined });
   const tokens = B * seqLen;
   const bytesTrain = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: true, limits: gpu.limits });
   const bytesInfer = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: false, limits: gpu.limits });
@@ -474,6 +495,7 @@ export async function benchCase(
     peakBytes: { train: null, inference: null },
     peakBytesPerToken: { train: null, inference: null },
     analytic: {
+      linearAttention,
       flopsPerToken: flops.perToken,
       flopsPerStep: { forward: flops.forward, backward: flops.backward, train: flops.train },
       flopTerms: flops.terms.map((t) => ({ ...t })),

@@ -1,6 +1,6 @@
 /** Analytic FLOPs and bytes against hand-computed small cases (no GPU). */
 import { makeModelConfig } from "../../src/model/config.ts";
-import { analyticBuffers, analyticFlops, causalPairs } from "../../src/bench/analytic.ts";
+import { analyticBuffers, analyticFlops, causalPairs, chunkedCausalPairs } from "../../src/bench/analytic.ts";
 import { planBatch } from "../../src/bench/throughput.ts";
 import { assert, assertEquals, assertThrows } from "../_helpers/assert.ts";
 
@@ -42,6 +42,36 @@ Deno.test("analytic FLOPs, based d=24 (12 heads, f=16, dv=2) L=4: linear attenti
   assertEquals(attn.backward, 120 * 72); // dA, dV (2dv each), dQ, dK (2f each)
   // ReBased has the same matmul FLOPs (its LayerNorms are not counted).
   assertEquals(analyticFlops(tiny("rebased", 24), { batch: 1, labelsPerExample: 1 }).forward, f.forward);
+});
+
+Deno.test("chunked causal pairs: only pairs inside a chunk", () => {
+  assertEquals(chunkedCausalPairs(32, 16), 2 * 136);
+  assertEquals(chunkedCausalPairs(20, 16), 136 + 10);
+  assertEquals(chunkedCausalPairs(4, 16), causalPairs(4));
+});
+
+Deno.test("analytic FLOPs, chunked linear attention: hand-computed term, constant per token in L", () => {
+  const cfg = (mixer: "based" | "rebased", L: number) =>
+    makeModelConfig({ mixer, dModel: 24, seqLen: L, vocabSize: 64 });
+  const term = (mixer: "based" | "rebased", L: number, form: "parallel" | "chunked") =>
+    analyticFlops(cfg(mixer, L), { batch: 1, labelsPerExample: 1, linearAttention: form }).terms
+      .find((t) => t.name === "layers.1.mixer.attn")!;
+  // based, L = 32: 12 heads × 2 chunks × 136 pairs × (2·16 + 2·2), plus per token and head the state read and update,
+  // 2·153·(2+1) each, over 12·32 token-heads.
+  const based = term("based", 32, "chunked");
+  assertEquals(based.forward, 12 * 272 * 36 + 12 * 32 * 2 * 918);
+  assertEquals(based.backward, 12 * 272 * 72 + 12 * 32 * (3 * 918 + 2 * 153 * 2));
+  // ReBased packs 136 features (no constant and linear terms).
+  assertEquals(term("rebased", 32, "chunked").forward, 12 * 272 * 36 + 12 * 32 * 2 * (2 * 136 * 3));
+  // Per token: the chunked form is flat in L, the parallel form grows linearly.
+  const perToken = (L: number, form: "parallel" | "chunked") => term("rebased", L, form).forward / L;
+  assertEquals(perToken(2048, "chunked"), perToken(256, "chunked"));
+  assert(perToken(2048, "parallel") > 7 * perToken(256, "parallel"));
+  // The default is the parallel form.
+  const whole = (form?: "parallel" | "chunked") =>
+    analyticFlops(cfg("based", 32), { batch: 1, labelsPerExample: 1, linearAttention: form }).forward;
+  assertEquals(whole(), whole("parallel"));
+  assertEquals(whole("chunked") - whole(), based.forward - term("based", 32, "parallel").forward);
 });
 
 Deno.test("analytic FLOPs scale: batch linearly, attention quadratically in L, LM head with labelled rows only", () => {

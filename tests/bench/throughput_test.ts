@@ -14,8 +14,10 @@ import {
   type BenchReport,
   type BenchSettings,
   buildRig,
+  linearAttentionForm,
   runBench,
 } from "../../src/bench/throughput.ts";
+import { chunkedFromSeqLen } from "../../src/ops/linear_attention.ts";
 import { parseResultLine } from "../../src/sweep/results_file.ts";
 import { throughputRows } from "../../src/report/report.ts";
 import { assert, assertAlmostEquals, assertEquals } from "../_helpers/assert.ts";
@@ -137,6 +139,22 @@ Deno.test({
     } finally {
       release();
     }
+  },
+});
+
+Deno.test({
+  name: "the bench counts linear-attention FLOPs in the form the model runs on this adapter",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const cfg = (mixer: "based" | "rebased" | "conv_attention", seqLen: number) =>
+      makeModelConfig({ mixer, dModel: 64, seqLen, vocabSize: 8192 });
+    assertEquals(linearAttentionForm(gpu, cfg("conv_attention", 4096)), null);
+    assertEquals(linearAttentionForm(gpu, cfg("based", 64)), "parallel");
+    // d = 64: dv = 5 value columns per head.
+    const from = chunkedFromSeqLen(gpu, 5);
+    const L = Number.isFinite(from) ? from : 4096;
+    assertEquals(linearAttentionForm(gpu, cfg("rebased", L)), Number.isFinite(from) ? "chunked" : "parallel");
   },
 });
 
