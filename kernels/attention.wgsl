@@ -8,8 +8,8 @@
 // hash (lowbias32 chain, own copy: src/reference/attention.ts has the same one) lets every pass recompute the mask.
 //
 // Two variants, one entry point per define:
-//   materialized (MAT_*): the [B,H,L,L] scores/probabilities live in `probs`; softmax over all L columns with the
-//     additive mask, exactly like the reference code. The backward turns `probs` into dS in place.
+//   materialized (MAT_*): the [B,H,L,L] scores/probabilities live in `probs` (causal part only, register-blocked
+//     products, dropout stored in the sign; see below). The backward turns `probs` into dS in place.
 //   flash (FLASH_*): one workgroup per query row (per key row for dk/dv), online softmax over tiles of FW keys, only
 //     j ≤ i visited: masked columns carry exp(−10000 + s_ij − max) which is exactly 0 in fp32 unless scores differ by
 //     more than ~9900. Saves lse per row instead of probabilities; the backward recomputes P from lse.
@@ -109,37 +109,151 @@ fn row_dot(
 #endif
 
 // ---------------------------------------------------------------- materialized variant
-#if MAT_SCORES
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
+// Register-blocked for every adapter: an invocation owns a 4×4 block of one (b, h)'s [L, L] matrix (mat_dot: scores,
+// dS) or 4 rows × 4 channels of an [L, dh] result (mat_rows: out, dq; mat_cols: dv, dk), so each value it loads feeds
+// four FMAs. Only causal work runs: mat_softmax writes P = 0 for j > i, so blocks wholly above the diagonal are
+// skipped and the products sum j ≤ i (rows) or i ≥ j (columns); masked weights are exactly 0 either way (see flash).
+// Dropout is hashed once per (i, j), in mat_softmax: a dropped probability is stored negated (−P), from which the
+// products read drop·P = max(x, 0)/(1 − p) and dS reads P = |x|.
+//
+// Operands are rows of [B*L, STRIDE] tensors at column OFFSET + h·dh (qkv: stride 3d, q/k/v at 0/d/2d; out, dout:
+// stride d). VEC4 (d and dh multiples of 4) reads them as vec4s.
 
-// probs[b,h,i,j] = scale·q_i·k_j + mask (pre-softmax scores).
-@compute @workgroup_size(16, 16)
-fn mat_scores(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
-  let i = gid.y;
+// Element offset of token t of batch b, head h, in an operand with the given row stride and column offset.
+fn operand_at(b: u32, t: u32, h: u32, stride: u32, offset: u32) -> u32 {
+  return (b * p.L + t) * stride + offset + h * p.dh;
+}
+
+// Probabilities as the products use them: drop·P (dropout decoded from the sign) or, without DROPPED, the value as is.
+fn weight(x: f32, dropping: u32) -> f32 {
+#if DROPPED
+  if (dropping != 0u) {
+    return select(0.0, x * p.keepScale, x > 0.0);
+  }
+#endif
+  return x;
+}
+
+#if MAT_DOT
+#if VEC4
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bm: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> bm: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> probs: array<f32>;
+
+// Four channels from offset o (a multiple of 4 with VEC4).
+#if VEC4
+fn lda(o: u32) -> vec4<f32> {
+  return a[o / 4u];
+}
+fn ldb(o: u32) -> vec4<f32> {
+  return bm[o / 4u];
+}
+#else
+fn lda(o: u32) -> vec4<f32> {
+  return vec4<f32>(a[o], a[o + 1u], a[o + 2u], a[o + 3u]);
+}
+fn ldb(o: u32) -> vec4<f32> {
+  return vec4<f32>(bm[o], bm[o + 1u], bm[o + 2u], bm[o + 3u]);
+}
+#endif
+#if DS
+@group(0) @binding(4) var<uniform> st: StepParams;
+@group(0) @binding(5) var<storage, read> rowD: array<f32>;
+#endif
+
+// A 4×4 block of A_i·B_j over the dh channels: scores (A = q, B = k) → probs = scale·q_i·k_j; with DS (A = dout,
+// B = v) → probs ← dS_ij = P_ij·(drop_ij·dout_i·v_j − D_i) in place (after mat_cols read P for dv).
+@compute @workgroup_size(WGX, WGY)
+fn mat_dot(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j0 = gid.x * 4u;
+  let i0 = gid.y * 4u;
   let bh = gid.z;
-  if (i >= p.L || j >= p.L) {
+  if (i0 >= p.L || j0 >= p.L || j0 > i0 + 3u) {
     return;
   }
   let b = bh / p.H;
   let h = bh % p.H;
-  let qo = q_at(b, i, h);
-  let ko = k_at(b, j, h);
-  var acc = 0.0;
-  for (var c = 0u; c < p.dh; c++) {
-    acc = fma(qkv[qo + c], qkv[ko + c], acc);
+  let last = p.L - 1u;
+  let a0 = operand_at(b, i0, h, A_STRIDE, A_OFFSET);
+  let a1 = operand_at(b, min(i0 + 1u, last), h, A_STRIDE, A_OFFSET);
+  let a2 = operand_at(b, min(i0 + 2u, last), h, A_STRIDE, A_OFFSET);
+  let a3 = operand_at(b, min(i0 + 3u, last), h, A_STRIDE, A_OFFSET);
+  let b0 = operand_at(b, j0, h, B_STRIDE, B_OFFSET);
+  let b1 = operand_at(b, min(j0 + 1u, last), h, B_STRIDE, B_OFFSET);
+  let b2 = operand_at(b, min(j0 + 2u, last), h, B_STRIDE, B_OFFSET);
+  let b3 = operand_at(b, min(j0 + 3u, last), h, B_STRIDE, B_OFFSET);
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  let whole = p.dh & ~3u;
+  for (var c = 0u; c < whole; c += 4u) {
+    let x0 = lda(a0 + c);
+    let x1 = lda(a1 + c);
+    let x2 = lda(a2 + c);
+    let x3 = lda(a3 + c);
+    let y0 = ldb(b0 + c);
+    let y1 = ldb(b1 + c);
+    let y2 = ldb(b2 + c);
+    let y3 = ldb(b3 + c);
+    acc0 += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x0, y2), dot(x0, y3));
+    acc1 += vec4<f32>(dot(x1, y0), dot(x1, y1), dot(x1, y2), dot(x1, y3));
+    acc2 += vec4<f32>(dot(x2, y0), dot(x2, y1), dot(x2, y2), dot(x2, y3));
+    acc3 += vec4<f32>(dot(x3, y0), dot(x3, y1), dot(x3, y2), dot(x3, y3));
   }
-  var s = acc * p.scale;
-  if (j > i) {
-    s = s + MASK_VALUE;
+#if !VEC4
+  for (var c = whole; c < p.dh; c++) {
+    let y = vec4<f32>(bm[b0 + c], bm[b1 + c], bm[b2 + c], bm[b3 + c]);
+    acc0 += a[a0 + c] * y;
+    acc1 += a[a1 + c] * y;
+    acc2 += a[a2 + c] * y;
+    acc3 += a[a3 + c] * y;
   }
-  probs[(bh * p.L + i) * p.L + j] = s;
+#endif
+  store_block(b, h, bh, i0, j0, 0u, acc0);
+  store_block(b, h, bh, i0, j0, 1u, acc1);
+  store_block(b, h, bh, i0, j0, 2u, acc2);
+  store_block(b, h, bh, i0, j0, 3u, acc3);
+}
+
+fn store_block(b: u32, h: u32, bh: u32, i0: u32, j0: u32, r: u32, acc: vec4<f32>) {
+  let i = i0 + r;
+  if (i >= p.L) {
+    return;
+  }
+  let row = (bh * p.L + i) * p.L;
+#if DS
+  let dropping = st.dropoutActive;
+  let key = dropout_row_key(st.seed, b, h, i);
+  let d = rowD[bh * p.L + i];
+#endif
+  for (var t = 0u; t < 4u; t++) {
+    let j = j0 + t;
+    if (j < p.L) {
+#if DS
+      let x = probs[row + j];
+      var prob = x;
+      var dp = acc[t];
+      if (dropping != 0u) {
+        prob = abs(x);
+        dp = select(0.0, dp * p.keepScale, x > 0.0);
+      }
+      probs[row + j] = prob * (dp - d);
+#else
+      probs[row + j] = acc[t] * p.scale;
+#endif
+    }
+  }
 }
 #endif
 
 #if MAT_SOFTMAX
-@group(0) @binding(1) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(1) var<uniform> st: StepParams;
+@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
 
 var<workgroup> red: array<f32, RW>;
 
@@ -160,7 +274,8 @@ fn reduce(li: u32, value: f32, isMax: bool) -> f32 {
   return red[0];
 }
 
-// One workgroup per row (b, h, i): softmax over all L columns, in place.
+// One workgroup per row (b, h, i), in place: P_ij = softmax over j ≤ i of the scores, stored as −P_ij where dropout
+// drops it; 0 for j > i.
 @compute @workgroup_size(RW)
 fn mat_softmax(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -171,136 +286,139 @@ fn mat_softmax(
   if (row >= p.B * p.H * p.L) {
     return;
   }
+  let i = row % p.L;
+  let bh = row / p.L;
   let base = row * p.L;
   var m = NEG_BIG;
-  for (var j = li; j < p.L; j += RW) {
+  for (var j = li; j <= i; j += RW) {
     m = max(m, probs[base + j]);
   }
   m = reduce(li, m, true);
   var s = 0.0;
-  for (var j = li; j < p.L; j += RW) {
+  for (var j = li; j <= i; j += RW) {
     s += exp(probs[base + j] - m);
   }
   s = reduce(li, s, false);
+  let dropping = st.dropoutActive;
+  let key = dropout_row_key(st.seed, bh / p.H, bh % p.H, i);
   for (var j = li; j < p.L; j += RW) {
-    probs[base + j] = exp(probs[base + j] - m) / s;
+    var x = 0.0;
+    if (j <= i) {
+      x = exp(probs[base + j] - m) / s;
+      if (dropping != 0u && hash_step(key, j) < p.threshold) {
+        x = -x;
+      }
+    }
+    probs[base + j] = x;
   }
 }
 #endif
 
-#if MAT_PV
-@group(0) @binding(1) var<uniform> st: StepParams;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;
-@group(0) @binding(3) var<storage, read> probs: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-// out[b, i, h·dh + c] = Σ_j drop_ij·P_ij·v_j[c]; one invocation per (i, c), z = b·H + h.
-@compute @workgroup_size(64)
-fn mat_pv(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let idx = gid.x;
-  let bh = gid.z;
-  if (idx >= p.L * p.dh) {
-    return;
-  }
-  let i = idx / p.dh;
-  let c = idx % p.dh;
-  let b = bh / p.H;
-  let h = bh % p.H;
-  let key = dropout_row_key(st.seed, b, h, i);
-  let prow = (bh * p.L + i) * p.L;
-  var acc = 0.0;
-  for (var j = 0u; j < p.L; j++) {
-    let w = probs[prow + j] * drop_factor(st.dropoutActive, key, j);
-    acc = fma(w, qkv[v_at(b, j, h) + c], acc);
-  }
-  out[o_at(b, i, h) + c] = acc;
-}
-#endif
-
-#if MAT_DV
+#if MAT_PRODUCT
 @group(0) @binding(1) var<uniform> st: StepParams;
 @group(0) @binding(2) var<storage, read> probs: array<f32>;
-@group(0) @binding(3) var<storage, read> dout: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dqkv: array<f32>;
+#if VEC4
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+#else
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// dv_j[c] = Σ_i drop_ij·P_ij·dout_i[c]; one invocation per (j, c), z = b·H + h.
-@compute @workgroup_size(64)
-fn mat_dv(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let idx = gid.x;
-  let bh = gid.z;
-  if (idx >= p.L * p.dh) {
-    return;
-  }
-  let j = idx / p.dh;
-  let c = idx % p.dh;
-  let b = bh / p.H;
-  let h = bh % p.H;
-  var acc = 0.0;
-  for (var i = 0u; i < p.L; i++) {
-    let key = dropout_row_key(st.seed, b, h, i);
-    let w = probs[(bh * p.L + i) * p.L + j] * drop_factor(st.dropoutActive, key, j);
-    acc = fma(w, dout[o_at(b, i, h) + c], acc);
-  }
-  dqkv[v_at(b, j, h) + c] = acc;
+// Four channels from offset o (a multiple of 4 with VEC4; without, the channels past dh are read but never stored).
+#if VEC4
+fn ldx(o: u32) -> vec4<f32> {
+  return x[o / 4u];
+}
+#else
+fn ldx(o: u32) -> vec4<f32> {
+  return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
 }
 #endif
 
-#if MAT_DS
-@group(0) @binding(1) var<uniform> st: StepParams;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;
-@group(0) @binding(3) var<storage, read> dout: array<f32>;
-@group(0) @binding(4) var<storage, read> rowD: array<f32>;
-@group(0) @binding(5) var<storage, read_write> probs: array<f32>;
-
-// probs[b,h,i,j] ← dS_ij = P_ij·(drop_ij·dout_i·v_j − D_i), in place (runs after mat_dv, the last reader of P).
-@compute @workgroup_size(16, 16)
-fn mat_ds(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
-  let i = gid.y;
-  let bh = gid.z;
-  if (i >= p.L || j >= p.L) {
+fn store_rows(b: u32, h: u32, t: u32, c: u32, acc: vec4<f32>) {
+  if (t >= p.L) {
     return;
   }
-  let b = bh / p.H;
-  let h = bh % p.H;
-  let go = o_at(b, i, h);
-  let vo = v_at(b, j, h);
-  var acc = 0.0;
-  for (var c = 0u; c < p.dh; c++) {
-    acc = fma(dout[go + c], qkv[vo + c], acc);
+  let o = operand_at(b, t, h, Y_STRIDE, Y_OFFSET) + c;
+  let v = acc * select(1.0, p.scale, SCALED);
+  for (var k = 0u; k < 4u; k++) {
+    if (c + k < p.dh) {
+      y[o + k] = v[k];
+    }
   }
-  let dp = acc * drop_factor(st.dropoutActive, dropout_row_key(st.seed, b, h, i), j);
-  let idx = (bh * p.L + i) * p.L + j;
-  probs[idx] = probs[idx] * (dp - rowD[bh * p.L + i]);
 }
 #endif
 
-#if MAT_DQDK
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> dscores: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dqkv: array<f32>;
-
-// dq_r[c] = scale·Σ_j dS_rj·k_j[c] and dk_r[c] = scale·Σ_i dS_ir·q_i[c]; one invocation per (r, c), z = b·H + h.
-@compute @workgroup_size(64)
-fn mat_dqdk(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let idx = gid.x;
+#if MAT_ROWS
+// y_i = α·Σ_{j ≤ i} W_ij·x_j for 4 rows i × 4 channels: out = (drop·P)·v (DROPPED), dq = scale·dS·k.
+@compute @workgroup_size(WGX, WGY)
+fn mat_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x * 4u;
+  let i0 = gid.y * 4u;
   let bh = gid.z;
-  if (idx >= p.L * p.dh) {
+  if (c >= p.dh || i0 >= p.L) {
     return;
   }
-  let r = idx / p.dh;
-  let c = idx % p.dh;
   let b = bh / p.H;
   let h = bh % p.H;
-  let base = bh * p.L * p.L;
-  var dq = 0.0;
-  var dk = 0.0;
-  for (var t = 0u; t < p.L; t++) {
-    dq = fma(dscores[base + r * p.L + t], qkv[k_at(b, t, h) + c], dq);
-    dk = fma(dscores[base + t * p.L + r], qkv[q_at(b, t, h) + c], dk);
+  let last = p.L - 1u;
+  let w0 = (bh * p.L + i0) * p.L;
+  let w1 = (bh * p.L + min(i0 + 1u, last)) * p.L;
+  let w2 = (bh * p.L + min(i0 + 2u, last)) * p.L;
+  let w3 = (bh * p.L + min(i0 + 3u, last)) * p.L;
+  let dropping = st.dropoutActive;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  let end = min(i0 + 3u, last);
+  for (var j = 0u; j <= end; j++) {
+    let v = ldx(operand_at(b, j, h, X_STRIDE, X_OFFSET) + c);
+    acc0 = fma(vec4<f32>(weight(probs[w0 + j], dropping)), v, acc0);
+    acc1 = fma(vec4<f32>(weight(probs[w1 + j], dropping)), v, acc1);
+    acc2 = fma(vec4<f32>(weight(probs[w2 + j], dropping)), v, acc2);
+    acc3 = fma(vec4<f32>(weight(probs[w3 + j], dropping)), v, acc3);
   }
-  dqkv[q_at(b, r, h) + c] = dq * p.scale;
-  dqkv[k_at(b, r, h) + c] = dk * p.scale;
+  store_rows(b, h, i0, c, acc0);
+  store_rows(b, h, i0 + 1u, c, acc1);
+  store_rows(b, h, i0 + 2u, c, acc2);
+  store_rows(b, h, i0 + 3u, c, acc3);
+}
+#endif
+
+#if MAT_COLS
+// y_j = α·Σ_{i ≥ j} W_ij·x_i for 4 columns j × 4 channels: dv = (drop·P)ᵀ·dout (DROPPED), dk = scale·dSᵀ·q.
+@compute @workgroup_size(WGX, WGY)
+fn mat_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x * 4u;
+  let j0 = gid.y * 4u;
+  let bh = gid.z;
+  if (c >= p.dh || j0 >= p.L) {
+    return;
+  }
+  let b = bh / p.H;
+  let h = bh % p.H;
+  let last = p.L - 1u;
+  let j1 = min(j0 + 1u, last);
+  let j2 = min(j0 + 2u, last);
+  let j3 = min(j0 + 3u, last);
+  let dropping = st.dropoutActive;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var i = j0; i < p.L; i++) {
+    let v = ldx(operand_at(b, i, h, X_STRIDE, X_OFFSET) + c);
+    let row = (bh * p.L + i) * p.L;
+    acc0 = fma(vec4<f32>(weight(probs[row + j0], dropping)), v, acc0);
+    acc1 = fma(vec4<f32>(weight(probs[row + j1], dropping)), v, acc1);
+    acc2 = fma(vec4<f32>(weight(probs[row + j2], dropping)), v, acc2);
+    acc3 = fma(vec4<f32>(weight(probs[row + j3], dropping)), v, acc3);
+  }
+  store_rows(b, h, j0, c, acc0);
+  store_rows(b, h, j0 + 1u, c, acc1);
+  store_rows(b, h, j0 + 2u, c, acc2);
+  store_rows(b, h, j0 + 3u, c, acc3);
 }
 #endif
 

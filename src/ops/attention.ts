@@ -97,7 +97,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   const p = args.dropout ?? 0;
   const threshold = attentionDropoutThreshold(p);
   const variant = args.variant ?? defaultAttentionVariant(gpu.limits, B, L, H);
-  const rows = B * H * L;
+  const rowCount = B * H * L;
   const alloc = gpu.allocator;
   const params = makeUniform(gpu, `${label}.params`, [
     ["u32", B],
@@ -122,18 +122,24 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   if (rowD) workspace.push(rowD);
   const forward: Dispatch[] = [];
   const backward: Dispatch[] = [];
+  // `entry[:name]`: the kernel's entry point, and the dispatch's name in labels when it differs (mat_dot:mat_ds).
   const dispatch = (
-    entry: string,
+    entryName: string,
     define: string,
-    extra: Record<string, number>,
+    extra: Record<string, number | boolean>,
     bindings: (Tensor | GPUBuffer)[],
     wg: readonly [number, number?, number?],
-  ) =>
-    makeDispatch(gpu, `${label}.${entry}`, "attention", entry, { [define]: true, ...extra }, [params, ...bindings], wg);
+  ) => {
+    const [entry, name = entry] = entryName.split(":");
+    return makeDispatch(gpu, `${label}.${name}`, "attention", entry, { [define]: true, ...extra }, [
+      params,
+      ...bindings,
+    ], wg);
+  };
   const maxZ = gpu.limits.maxComputeWorkgroupsPerDimension ?? 65535;
   if (hasBackward) {
     backward.push(
-      dispatch("row_dot", "ROW_DOT", {}, [args.dout!, args.out, rowD!], grid1d(gpu, ceilDiv(rows, 64))),
+      dispatch("row_dot", "ROW_DOT", {}, [args.dout!, args.out, rowD!], grid1d(gpu, ceilDiv(rowCount, 64))),
     );
   }
 
@@ -141,18 +147,65 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     if (B * H > maxZ) throw new Error(`${label}: B·H=${B * H} exceeds the z workgroup limit ${maxZ}`);
     const probs = alloc.tensor(`${label}.probs`, [B, H, L, L], "activations");
     workspace.push(probs);
-    const tile = [ceilDiv(L, 16), ceilDiv(L, 16), B * H] as const;
-    const perChannel = [ceilDiv(L * dh, 64), 1, B * H] as const;
+    // 4×4 outputs per invocation; one SIMD row of 8 lanes per workgroup on CPU rasterisers, 8×8 on GPUs.
+    const [wgx, wgy] = gpu.info.software ? [8, 1] : [8, 8];
+    const blocked = { VEC4: d % 4 === 0 && dh % 4 === 0, WGX: wgx, WGY: wgy };
+    const blocks = ceilDiv(L, 4);
+    const square = [ceilDiv(blocks, wgx), ceilDiv(blocks, wgy), B * H] as const;
+    const perChannel = [ceilDiv(ceilDiv(dh, 4), wgx), ceilDiv(blocks, wgy), B * H] as const;
+    const operand = (stride: number, offset: number, prefix: "A" | "B" | "X" | "Y") => ({
+      [`${prefix}_STRIDE`]: stride,
+      [`${prefix}_OFFSET`]: offset,
+    });
+    const qkvAt = (part: 0 | 1 | 2, prefix: "A" | "B" | "X" | "Y") => operand(3 * d, part * d, prefix);
+    const rows = (extra: Record<string, number | boolean>) => ({ ...blocked, ...extra, MAT_PRODUCT: true, MAT_ROWS: true });
     forward.push(
-      dispatch("mat_scores", "MAT_SCORES", {}, [args.qkv, probs], tile),
-      dispatch("mat_softmax", "MAT_SOFTMAX", { RW: ROW_WG }, [probs], grid1d(gpu, rows)),
-      dispatch("mat_pv", "MAT_PV", {}, [step, args.qkv, probs, args.out], perChannel),
+      dispatch("mat_dot:mat_scores", "MAT_DOT", { ...blocked, ...qkvAt(0, "A"), ...qkvAt(1, "B") }, [
+        args.qkv,
+        args.qkv,
+        probs,
+      ], square),
+      dispatch("mat_softmax", "MAT_SOFTMAX", { RW: ROW_WG }, [step, probs], grid1d(gpu, rowCount)),
+      dispatch(
+        "mat_rows:mat_pv",
+        "MAT_ROWS",
+        rows({ ...qkvAt(2, "X"), ...operand(d, 0, "Y"), DROPPED: true, SCALED: false }),
+        [step, probs, args.qkv, args.out],
+        perChannel,
+      ),
     );
     if (hasBackward) {
+      const cols = (extra: Record<string, number | boolean>) => ({ ...blocked, ...extra, MAT_PRODUCT: true, MAT_COLS: true });
       backward.push(
-        dispatch("mat_dv", "MAT_DV", {}, [step, probs, args.dout!, args.dqkv!], perChannel),
-        dispatch("mat_ds", "MAT_DS", {}, [step, args.qkv, args.dout!, rowD!, probs], tile),
-        dispatch("mat_dqdk", "MAT_DQDK", {}, [args.qkv, probs, args.dqkv!], perChannel),
+        // dv first: it is the last reader of P before mat_dot (DS) turns probs into dS.
+        dispatch(
+          "mat_cols:mat_dv",
+          "MAT_COLS",
+          cols({ ...operand(d, 0, "X"), ...qkvAt(2, "Y"), DROPPED: true, SCALED: false }),
+          [step, probs, args.dout!, args.dqkv!],
+          perChannel,
+        ),
+        dispatch(
+          "mat_dot:mat_ds",
+          "MAT_DOT",
+          { ...blocked, ...operand(d, 0, "A"), ...qkvAt(2, "B"), DS: true },
+          [args.dout!, args.qkv, probs, step, rowD!],
+          square,
+        ),
+        dispatch(
+          "mat_rows:mat_dq",
+          "MAT_ROWS",
+          rows({ ...qkvAt(1, "X"), ...qkvAt(0, "Y"), DROPPED: false, SCALED: true }),
+          [step, probs, args.qkv, args.dqkv!],
+          perChannel,
+        ),
+        dispatch(
+          "mat_cols:mat_dk",
+          "MAT_COLS",
+          cols({ ...qkvAt(0, "X"), ...qkvAt(1, "Y"), DROPPED: false, SCALED: true }),
+          [step, probs, args.qkv, args.dqkv!],
+          perChannel,
+        ),
       );
     }
   } else {
@@ -160,7 +213,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     workspace.push(lse);
     const flashDefines = { DH: dh, FW: FLASH_WG, CPT: ceilDiv(dh, FLASH_WG) };
     forward.push(
-      dispatch("flash_fwd", "FLASH_FWD", flashDefines, [step, args.qkv, args.out, lse], grid1d(gpu, rows)),
+      dispatch("flash_fwd", "FLASH_FWD", flashDefines, [step, args.qkv, args.out, lse], grid1d(gpu, rowCount)),
     );
     if (hasBackward) {
       backward.push(
@@ -169,14 +222,14 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
           "FLASH_DQ",
           flashDefines,
           [step, args.qkv, args.dout!, lse, rowD!, args.dqkv!],
-          grid1d(gpu, rows),
+          grid1d(gpu, rowCount),
         ),
         dispatch(
           "flash_dkdv",
           "FLASH_DKDV",
           flashDefines,
           [step, args.qkv, args.dout!, lse, rowD!, args.dqkv!],
-          grid1d(gpu, rows),
+          grid1d(gpu, rowCount),
         ),
       );
     }

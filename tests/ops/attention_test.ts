@@ -29,6 +29,8 @@ for (const L of [1, 5, 17]) {
   }
 }
 CASES.push({ B: 1, L: 17, d: 192, H: 1, dropout: 0.1 }, { B: 1, L: 130, d: 8, H: 2, dropout: 0.1 });
+// Head widths that are not multiples of 4 (the blocked kernels' scalar path and channel tails).
+CASES.push({ B: 2, L: 9, d: 6, H: 1, dropout: 0.1 }, { B: 1, L: 7, d: 10, H: 2, dropout: 0 });
 // A long sequence: llvmpipe silently ends an invocation after 65535 loop iterations (see linear_attention.ts), and the
 // per-row loops over keys must stay correct at the bench's L = 2048 (checked to L = 4096, d = 256 by hand).
 CASES.push({ B: 1, L: 2048, d: 32, H: 2, dropout: 0.1 });
