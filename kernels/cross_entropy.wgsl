@@ -3,7 +3,8 @@
 //   scatter_rows: dh[r, :] = Σ_{p: positions[p] = r} dhg[p, :] (0 for unlabelled rows; overwrite, or add when ACCUMULATE).
 //                 positions must be sorted ascending (duplicates allowed): each dh element finds its run by binary
 //                 search, so the scatter needs no atomics and sums duplicates in a fixed order.
-//   xent_rows:    one workgroup per logits row: max + argmax (ties → lowest index, like torch.argmax), logsumexp,
+//   xent_rows:    one workgroup per logits row, one pass (online softmax): max + argmax (ties → lowest index, like
+//                 torch.argmax), logsumexp,
 //                 loss_p = lse − logit[target], correct_p; saves lse for the backward.
 //   xent_finish:  one workgroup: fixed-order sums over rows → mean loss and correct count of this batch, and adds them
 //                 to running accumulators that survive across submits (read back only every k steps).
@@ -105,8 +106,9 @@ fn scatter_rows(
 @group(0) @binding(4) var<storage, read_write> rowLse: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rowCorrect: array<u32>;
 
-var<workgroup> redValue: array<f32, WG>;
-var<workgroup> redIndex: array<u32, WG>;
+var<workgroup> redMax: array<f32, WG>;
+var<workgroup> redSum: array<f32, WG>;
+var<workgroup> redIndex: array<u32, WG>; // 0xffffffff: the slot saw no column
 
 @compute @workgroup_size(WG)
 fn xent_rows(
@@ -119,54 +121,60 @@ fn xent_rows(
     return;
   }
   let base = row * p.V;
-  // Pass 1: max and its lowest index. Each invocation scans its columns in increasing order, so `>` keeps the first.
+  // One pass over the row: each invocation keeps its max (first index on ties: it scans columns in increasing order,
+  // and `>` keeps the first) and Σ exp(x − max), rescaled whenever the max grows (online softmax).
   var best = -3.4028235e38;
   var bestIndex = 0xffffffffu;
-  for (var j = li; j < p.V; j += WG) {
-    let x = logits[base + j];
-    if (x > best || bestIndex == 0xffffffffu) {
-      best = x;
-      bestIndex = j;
-    }
-  }
-  redValue[li] = best;
-  redIndex[li] = bestIndex;
-  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-    workgroupBarrier();
-    if (li < stride) {
-      let ov = redValue[li + stride];
-      let oi = redIndex[li + stride];
-      let mine = redIndex[li];
-      // Ties (and empty slots, index 0xffffffff) resolve to the lowest column index.
-      if (oi != 0xffffffffu && (mine == 0xffffffffu || ov > redValue[li] || (ov == redValue[li] && oi < mine))) {
-        redValue[li] = ov;
-        redIndex[li] = oi;
-      }
-    }
-  }
-  workgroupBarrier();
-  let rowMax = redValue[0];
-  let argmax = redIndex[0];
-  workgroupBarrier(); // everyone has read the max before redValue is reused
-  // Pass 2: Σ exp(x − max) in a fixed order.
   var sum = 0.0;
   for (var j = li; j < p.V; j += WG) {
-    sum += exp(logits[base + j] - rowMax);
+    let x = logits[base + j];
+    if (bestIndex == 0xffffffffu) {
+      best = x;
+      bestIndex = j;
+      sum = 1.0;
+    } else if (x > best) {
+      sum = fma(sum, exp(best - x), 1.0);
+      best = x;
+      bestIndex = j;
+    } else {
+      sum += exp(x - best);
+    }
   }
-  redValue[li] = sum;
+  redMax[li] = best;
+  redSum[li] = sum;
+  redIndex[li] = bestIndex;
+  // One fixed-order tree merges (max, argmax, sum): ties (and empty slots) resolve to the lowest column index.
   for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
     workgroupBarrier();
     if (li < stride) {
-      redValue[li] = redValue[li] + redValue[li + stride];
+      let oi = redIndex[li + stride];
+      let mine = redIndex[li];
+      if (oi != 0xffffffffu) {
+        let ov = redMax[li + stride];
+        let os = redSum[li + stride];
+        if (mine == 0xffffffffu) {
+          redMax[li] = ov;
+          redSum[li] = os;
+          redIndex[li] = oi;
+        } else {
+          let mv = redMax[li];
+          let m = max(mv, ov);
+          redSum[li] = redSum[li] * exp(mv - m) + os * exp(ov - m);
+          if (ov > mv || (ov == mv && oi < mine)) {
+            redMax[li] = ov;
+            redIndex[li] = oi;
+          }
+        }
+      }
     }
   }
   workgroupBarrier();
   if (li == 0u) {
     let label = targets[row];
-    let lse = rowMax + log(redValue[0]);
+    let lse = redMax[0] + log(redSum[0]);
     rowLse[row] = lse;
     rowLoss[row] = lse - logits[base + min(label, p.V - 1u)];
-    rowCorrect[row] = select(0u, 1u, argmax == label);
+    rowCorrect[row] = select(0u, 1u, redIndex[0] == label);
   }
 }
 #endif
@@ -212,8 +220,13 @@ fn xent_finish(@builtin(local_invocation_index) li: u32) {
 #if GRAD
 @group(0) @binding(1) var<storage, read> targets: array<u32>;
 @group(0) @binding(2) var<storage, read> rowLse: array<f32>;
+#if VEC4
+@group(0) @binding(3) var<storage, read_write> logits: array<vec4<f32>>;
+#else
 @group(0) @binding(3) var<storage, read_write> logits: array<f32>;
+#endif
 
+// VEC4 (V a multiple of 4): four columns of one row per invocation.
 @compute @workgroup_size(WG)
 fn xent_grad(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -221,6 +234,16 @@ fn xent_grad(
   @builtin(local_invocation_index) li: u32,
 ) {
   let idx = linear_id(wid, nwg, li);
+#if VEC4
+  if (idx >= p.P * p.V / 4u) {
+    return;
+  }
+  let row = (idx * 4u) / p.V;
+  let col = (idx * 4u) % p.V;
+  let softmax = exp(logits[idx] - vec4<f32>(rowLse[row]));
+  let onehot = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(col, col + 1u, col + 2u, col + 3u) == vec4<u32>(targets[row]));
+  logits[idx] = (softmax - onehot) * p.gradScale;
+#else
   if (idx >= p.P * p.V) {
     return;
   }
@@ -228,5 +251,6 @@ fn xent_grad(
   let col = idx % p.V;
   let softmax = exp(logits[idx] - rowLse[row]);
   logits[idx] = (softmax - select(0.0, 1.0, col == targets[row])) * p.gradScale;
+#endif
 }
 #endif

@@ -158,7 +158,12 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
       [`${prefix}_OFFSET`]: offset,
     });
     const qkvAt = (part: 0 | 1 | 2, prefix: "A" | "B" | "X" | "Y") => operand(3 * d, part * d, prefix);
-    const rows = (extra: Record<string, number | boolean>) => ({ ...blocked, ...extra, MAT_PRODUCT: true, MAT_ROWS: true });
+    const rows = (extra: Record<string, number | boolean>) => ({
+      ...blocked,
+      ...extra,
+      MAT_PRODUCT: true,
+      MAT_ROWS: true,
+    });
     forward.push(
       dispatch("mat_dot:mat_scores", "MAT_DOT", { ...blocked, ...qkvAt(0, "A"), ...qkvAt(1, "B") }, [
         args.qkv,
@@ -175,7 +180,12 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
       ),
     );
     if (hasBackward) {
-      const cols = (extra: Record<string, number | boolean>) => ({ ...blocked, ...extra, MAT_PRODUCT: true, MAT_COLS: true });
+      const cols = (extra: Record<string, number | boolean>) => ({
+        ...blocked,
+        ...extra,
+        MAT_PRODUCT: true,
+        MAT_COLS: true,
+      });
       backward.push(
         // dv first: it is the last reader of P before mat_dot (DS) turns probs into dS.
         dispatch(

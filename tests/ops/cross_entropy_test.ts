@@ -35,6 +35,8 @@ interface Case {
   accumulateDHidden?: boolean;
   duplicates?: boolean;
   variant?: MatmulVariant;
+  /** Lanes per row of the loss pass (default: the adapter's). */
+  rowWorkgroup?: number;
 }
 
 // Odd shapes, the paper's widths (64, 192) and the real vocabulary (8192) with few labelled rows.
@@ -42,7 +44,9 @@ const CASES: Case[] = [
   { B: 1, L: 1, d: 1, V: 1, N: 1 },
   { B: 1, L: 5, d: 8, V: 37, N: 2 },
   { B: 2, L: 17, d: 64, V: 300, N: 5, accumulateDHidden: true },
-  { B: 2, L: 17, d: 64, V: 300, N: 5, variant: "tiled" },
+  { B: 2, L: 17, d: 64, V: 300, N: 5, variant: "tiled", rowWorkgroup: 256 },
+  { B: 1, L: 17, d: 64, V: 8192, N: 4, rowWorkgroup: 256 },
+  { B: 1, L: 17, d: 64, V: 37, N: 4, rowWorkgroup: 64 },
   { B: 3, L: 5, d: 192, V: 17, N: 3 },
   { B: 1, L: 17, d: 64, V: 8192, N: 4 },
   { B: 2, L: 5, d: 8, V: 33, N: 3, duplicates: true },
@@ -123,6 +127,7 @@ for (const c of CASES) {
           gradScale: scale,
           accumulateDHidden: c.accumulateDHidden,
           matmulVariant: c.variant,
+          rowWorkgroup: c.rowWorkgroup,
         }));
       const shape = { rows, d: c.d, V: c.V };
       const fwd = lmHeadXentForwardRef(h, emb, positions, targets, shape);
