@@ -10,7 +10,8 @@ import { ceilDiv, type Dispatch, makeDispatch, makeUniform } from "./_dispatch.t
 export type LinearAttentionKernel = "based" | "rebased";
 /**
  * Parallel (exact O(L²)) variants, all summing the same terms in the same order (bit-identical results):
- * "rows": one invocation per row with register accumulators, keys read from global memory (CPU rasterisers);
+ * "rows": register accumulators, keys read from global memory (CPU rasterisers): `rowBlock` rows per invocation
+ *   reading q/k rows as vec4s when featureDim is a multiple of 4, else one row per invocation;
  * "tiled": the same with key tiles staged through workgroup memory;
  * "smem": one invocation per (row, output column) with scalar accumulators, score tiles in workgroup memory (GPUs).
  * O(L) variants (f ≤ 16), constant memory per token; same math, different summation order, so they agree with the
@@ -37,6 +38,11 @@ export interface LinearAttentionConfig {
   variant?: LinearAttentionVariant;
   /** Rows (query rows, or key rows for dk/dv) per workgroup of the rows and tiled variants; default 64. */
   rowsPerWorkgroup?: number;
+  /**
+   * Rows per invocation of the rows variant (1-8), each key read once for all of them as vec4s; default 4 forward, 2
+   * backward when featureDim is a multiple of 4 (otherwise always 1).
+   */
+  rowBlock?: number;
   /** Rows staged per step through workgroup memory by the tiled and smem variants; default 32 (8 on GL). */
   keyTile?: number;
   /** Invocations per workgroup of the smem variant (rows per workgroup = this / columns per row); default 512. */
@@ -95,13 +101,14 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 
 /**
  * Sequence lengths from which the chunked variant beats the adapter's default parallel variant over a training step
- * (forward + backward), measured on lavapipe as CPU time per token (H = 12, f = 16, 2048 tokens per step):
- * dv = 5: rows 42 / 140 / 275 / 520 / 1061 µs at L = 64 / 256 / 512 / 1024 / 2048, chunked a flat 201-206 µs, crossing
- * near L = 380 (ReBased the same); dv = 42: rows 462 / 927 / 1679 µs at L = 256 / 512 / 1024, chunked 1310-1350 µs,
- * crossing near L = 800 (its state columns take three sweeps). Hardware: not measured; a guess, since the chunked
- * sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while the smem variant fills a GPU.
+ * (forward + backward), measured on lavapipe as CPU time per token (H = 12, f = 16, 2048 tokens per step, ReBased;
+ * rows with several rows per invocation): dv = 5: rows 33 / 49 / 80 / 89 / 165 µs at L = 256 / 512 / 768 / 1024 /
+ * 1536, chunked 97-110 µs (75 at 1536), crossing near L = 1100; dv = 42: rows 221 / 415 / 697 µs at L = 256 / 512 /
+ * 768, chunked 582-673 µs, crossing near L = 740 (its state columns take three sweeps). Hardware: not measured; a
+ * guess, since the chunked sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while the
+ * smem variant fills a GPU.
  */
-export const CHUNKED_FROM_SEQ_LEN = { software: 384, softwareWide: 768, hardware: 1024 } as const;
+export const CHUNKED_FROM_SEQ_LEN = { software: 1152, softwareWide: 768, hardware: 1024 } as const;
 
 /**
  * The length from which chooseLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on
@@ -121,11 +128,69 @@ export function chooseLinearAttentionVariant(
   gpu: Gpu,
   cfg: Pick<LinearAttentionConfig, "seqLen" | "featureDim" | "valueDim">,
 ): LinearAttentionVariant {
+  if (cfg.featureDim > 16) return defaultLinearAttentionVariant(gpu);
   const long = cfg.seqLen >= chunkedFromSeqLen(gpu, cfg.valueDim);
-  return long && cfg.featureDim <= 16 ? "chunked" : defaultLinearAttentionVariant(gpu);
+  // On CPU rasterisers a sequence too long for one rows invocation's loop budget also goes to chunked (segmented).
+  const tooLong = gpu.info.software && gpu.info.backend !== "gl" && !rowsFitLoopLimit(cfg, 1);
+  return long || tooLong ? "chunked" : defaultLinearAttentionVariant(gpu);
+}
+
+/**
+ * llvmpipe silently ends a shader invocation after 65535 loop iterations (the rest of its work is skipped, no error):
+ * the rows variant's loops over the sequence must stay under it on CPU rasterisers.
+ */
+export const SOFTWARE_LOOP_LIMIT = 65535;
+
+const PASSES: readonly Pass[] = ["forward", "backward_dq", "backward_dkdv"];
+
+/**
+ * Loop iterations of one rows-variant invocation of `pass` with `rowBlock` rows per invocation (1: the one-row kernel),
+ * counting every loop: an upper bound, since the compiler unrolls short constant loops (f = 16, dv = 5 at L = 4096
+ * measured correct although this count is 184k; dv = 42 at L = 512, rowBlock 4, whose 42-column loops stay loops,
+ * stopped early).
+ */
+export function rowsLoopIterations(
+  cfg: Pick<LinearAttentionConfig, "seqLen" | "featureDim" | "valueDim">,
+  pass: Pass,
+  rowBlock: number,
+): number {
+  const L = cfg.seqLen, F = cfg.featureDim, DV = cfg.valueDim, F4 = Math.ceil(F / 4), RB = rowBlock;
+  if (RB <= 1) {
+    const perKey = { forward: F + DV, backward_dq: 2 * F + DV, backward_dkdv: 2 * F + 2 * DV }[pass];
+    return L * perKey + 2 * (F + DV);
+  }
+  const perRow = { forward: F4 + DV, backward_dq: 2 * F4 + DV, backward_dkdv: 2 * F4 + 2 * DV }[pass];
+  return L * (F4 + DV + RB * (perRow + RB)) + 2 * RB * (F4 + DV);
+}
+
+/** Whether every pass of the rows variant fits the loop limit with `rowBlock` rows (per pass default when omitted). */
+export function rowsFitLoopLimit(
+  cfg: Pick<LinearAttentionConfig, "seqLen" | "featureDim" | "valueDim">,
+  rowBlock?: number,
+): boolean {
+  return PASSES.every((pass) => rowsLoopIterations(cfg, pass, rowBlock ?? 1) <= SOFTWARE_LOOP_LIMIT);
 }
 
 const DEFAULT_ROWS_PER_WG = 64;
+/**
+ * Rows per invocation of the rows variant when featureDim is a multiple of 4. Best of 1, 2, 3, 4, 8 on lavapipe (B = 8,
+ * L = 256, H = 12, f = 16, dv = 5): forward 34 / 15 / 10 / 10 / 18 ms at 1 / 2 / 3 / 4 / 8 rows; backward (more state
+ * per row, so more register spills) 111 / 39 / 72 / 84 / 72 ms.
+ */
+const DEFAULT_ROW_BLOCK: Record<Pass, number> = { forward: 4, backward_dq: 2, backward_dkdv: 2 };
+
+/**
+ * Rows per invocation: rowBlock (or the default) for the rows variant when q/k rows are whole vec4s, else 1. On CPU
+ * rasterisers the default shrinks until the invocation's loops fit SOFTWARE_LOOP_LIMIT (1: the one-row kernel, whose
+ * loops are the shortest).
+ */
+function rowBlockOf(gpu: Gpu, cfg: LinearAttentionConfig, variant: LinearAttentionVariant, pass: Pass): number {
+  if (variant !== "rows" || cfg.featureDim % 4 !== 0) return 1;
+  if (cfg.rowBlock !== undefined) return cfg.rowBlock;
+  let rowBlock = DEFAULT_ROW_BLOCK[pass];
+  while (gpu.info.software && rowBlock > 1 && rowsLoopIterations(cfg, pass, rowBlock) > SOFTWARE_LOOP_LIMIT) rowBlock--;
+  return rowBlock;
+}
 // Best of 128..1024 on an H200 (B=512, L=256 and L ≤ 2048 shapes); capped by the device's invocation limit.
 const DEFAULT_SMEM_THREADS = 512;
 
@@ -145,6 +210,9 @@ function validate(label: string, cfg: LinearAttentionConfig, tensors: Record<str
     chunkColumns: cfg.chunkColumns,
     segmentChunks: cfg.segmentChunks,
   };
+  if (cfg.rowBlock !== undefined && !(Number.isInteger(cfg.rowBlock) && cfg.rowBlock >= 1 && cfg.rowBlock <= 8)) {
+    throw new Error(`${label}: rowBlock must be an integer in [1, 8], got ${cfg.rowBlock}`);
+  }
   for (const [name, n] of Object.entries(tuning)) {
     if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 1024)) {
       throw new Error(`${label}: ${name} must be in [1, 1024], got ${n}`);
@@ -181,7 +249,7 @@ interface Segment {
   tile: number;
 }
 
-type Pass = "forward" | "backward_dq" | "backward_dkdv";
+export type Pass = "forward" | "backward_dq" | "backward_dkdv";
 const PASS_DEFINE: Record<Pass, string> = {
   forward: "PASS_FORWARD",
   backward_dq: "PASS_BWD_DQ",
@@ -220,6 +288,17 @@ function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumula
   }
   const rowsPerWorkgroup = cfg.rowsPerWorkgroup ?? DEFAULT_ROWS_PER_WG;
   Object.assign(defines, { ROWS_PER_WG: rowsPerWorkgroup, TILED: variant === "tiled" });
+  const rowBlock = rowBlockOf(gpu, cfg, variant, pass);
+  if (rowBlock > 1) {
+    // rowsPerWorkgroup counts rows: the blocked kernels cover them with rowBlock rows per invocation.
+    const lanes = ceilDiv(rowsPerWorkgroup, rowBlock);
+    Object.assign(defines, { ROW_BLOCK: true, RB: rowBlock, ROWS_PER_WG: lanes, F4: f / 4 });
+    return {
+      entry: `${pass}_rows`,
+      defines,
+      workgroups: [ceilDiv(cfg.seqLen, lanes * rowBlock), cfg.heads, cfg.batch] as [number, number, number],
+    };
+  }
   return {
     entry: pass,
     defines,

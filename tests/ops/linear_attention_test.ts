@@ -8,6 +8,9 @@ import {
   type LinearAttentionConfig,
   linearAttentionForward,
   type LinearAttentionVariant,
+  rowsFitLoopLimit,
+  rowsLoopIterations,
+  SOFTWARE_LOOP_LIMIT,
 } from "../../src/ops/linear_attention.ts";
 import { submit } from "../../src/ops/_dispatch.ts";
 import {
@@ -238,6 +241,45 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "linear attention rows variant: several rows per invocation (block edges inside the causal boundary)",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const s: Shape = { batch: 2, seqLen: 37, heads: 2, featureDim: 8, valueDim: 3 };
+    const tunings: Partial<LinearAttentionConfig>[] = [
+      { variant: "rows", rowBlock: 1 },
+      { variant: "rows", rowBlock: 3, rowsPerWorkgroup: 5 },
+      { variant: "rows", rowBlock: 8, rowsPerWorkgroup: 8 },
+    ];
+    for (const kernel of KERNELS) {
+      const shape: LinearAttentionShape = { ...s, kernel };
+      const inputs = makeInputs(s, 700);
+      const ref = referenceOutputs(shape, inputs);
+      const results: Record<string, Float32Array>[] = [];
+      for (const tuning of tunings) {
+        const g = await setup(gpu, { ...shape, ...tuning }, inputs);
+        submit(gpu, [g.forward, g.backward]);
+        const out = await readAll(gpu, g.tensors);
+        await checkKernel({
+          name: `${kernel} ${JSON.stringify(tuning)}`,
+          reference: () => ref,
+          gpu: () => out,
+          tolerances: tolerances(ref),
+        });
+        results.push(out);
+        g.free();
+      }
+      // The same sums in the same order whatever the block.
+      for (let t = 1; t < results.length; t++) {
+        for (const name of Object.keys(results[0])) {
+          assertEquals(Array.from(results[t][name]), Array.from(results[0][name]), `${kernel} block ${t} ${name}`);
+        }
+      }
+    }
+  },
+});
+
 /** Random gradients already in dq/dk/dv (accumulate adds to them): written before every run. */
 function prefill(gpu: Gpu, g: GpuSetup, seed: number): Record<"dq" | "dk" | "dv", Float32Array> {
   const out = {} as Record<"dq" | "dk" | "dv", Float32Array>;
@@ -336,6 +378,44 @@ Deno.test({
   },
 });
 
+Deno.test("linear attention: the rows variant's loop count bound (llvmpipe's 65535-iteration limit)", () => {
+  const cfg = { seqLen: 512, featureDim: 16, valueDim: 42 };
+  // One row per invocation: L·(F + DV) forward, plus the prologue/epilogue loops.
+  assertEquals(rowsLoopIterations(cfg, "forward", 1), 512 * 58 + 2 * 58);
+  // More rows per invocation, more iterations per key (the 42-column loops are not unrolled): 4 rows pass the limit
+  // at L = 512 (measured: stopped early), 1 row does not (measured: correct).
+  assert(rowsLoopIterations(cfg, "forward", 4) > SOFTWARE_LOOP_LIMIT);
+  assert(rowsLoopIterations(cfg, "forward", 1) <= SOFTWARE_LOOP_LIMIT);
+  assert(rowsFitLoopLimit(cfg));
+  assert(!rowsFitLoopLimit({ ...cfg, seqLen: 1024 }));
+  for (const pass of ["forward", "backward_dq", "backward_dkdv"] as const) {
+    assert(rowsLoopIterations({ ...cfg, seqLen: 1024 }, pass, 2) > rowsLoopIterations(cfg, pass, 2));
+  }
+});
+
+Deno.test({
+  name: "linear attention rows variant at L = 512, dv = 42: rows per invocation shrink to fit the loop limit",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const s: Shape = { batch: 1, seqLen: 512, heads: 1, featureDim: 16, valueDim: 42 };
+    const shape: LinearAttentionShape = { ...s, kernel: "rebased" };
+    const inputs = makeInputs(s, 800);
+    const ref = referenceOutputs(shape, inputs);
+    const g = await setup(gpu, { ...shape, variant: "rows" }, inputs);
+    await checkKernel({
+      name: "rows L=512 dv=42",
+      reference: () => ref,
+      gpu: async () => {
+        submit(gpu, [g.forward, g.backward]);
+        return await readAll(gpu, g.tensors);
+      },
+      tolerances: tolerances(ref),
+    });
+    g.free();
+  },
+});
+
 Deno.test({
   name: "linear attention: chooseLinearAttentionVariant picks chunked from its threshold on, when f ≤ 16",
   ...gpuTest,
@@ -350,13 +430,19 @@ Deno.test({
         assertEquals(choose(1 << 20), parallel, "never chunked on this backend");
         continue;
       }
-      assertEquals(choose(from - 1), parallel);
+      // Below the threshold: parallel, unless the rows variant's loops would pass llvmpipe's limit.
+      const fits = !gpu.info.software || rowsFitLoopLimit({ seqLen: from - 1, featureDim: 16, valueDim });
+      assertEquals(choose(from - 1), fits ? parallel : "chunked");
       assertEquals(choose(from), "chunked");
       assertEquals(choose(4 * from, 4), "chunked");
       assertEquals(choose(4 * from, 17), parallel);
     }
-    // Wide value heads take several sweeps of the chunked backward: they switch later (or equally late on GPUs).
-    assert(chunkedFromSeqLen(gpu, 42) >= chunkedFromSeqLen(gpu, 5), "dv = 42 should not switch before dv = 5");
+    if (gpu.info.software && gpu.info.backend !== "gl") {
+      // f = 8, dv = 60: the one-row dk/dv loop runs 136 iterations per key, past 65535 from L = 482 on.
+      const wide = { featureDim: 8, valueDim: 60 };
+      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 400, ...wide }), parallel);
+      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 600, ...wide }), "chunked");
+    }
     const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
     const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));
     let message = "";
