@@ -222,7 +222,9 @@ async function runPeer(peer: string, settings: BenchSettings, out: string, json:
               `tok/s, jax-js ${Math.round(c.peer.trainTokensPerS)} tok/s, ratio ${
                 c.tokensPerSRatio.toFixed(2)
               }x; peak ` +
-              `${c.peakBytesRatio === null ? "n/a" : `${c.peakBytesRatio.toFixed(3)}x`} of jax-js's`,
+              (c.peakBytesRatio === null
+                ? "memory n/a (jax-js keeps its buffer pool after a process's first case: one mixer per run measures it)"
+                : `${c.peakBytesRatio.toFixed(3)}x of jax-js's`),
           );
         }
       }

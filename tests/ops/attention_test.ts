@@ -18,6 +18,8 @@ const VARIANTS: AttentionVariant[] = ["materialized", "flash"];
 
 interface Case extends AttentionShape {
   dropout: number;
+  /** Lanes per row of the materialized softmax (default: the adapter's). */
+  softmaxLanes?: number;
 }
 
 // The brief's grid (L ∈ {1, 5, 17}, d ∈ {8, 64}, H ∈ {1, 2}, dropout ∈ {0, 0.1}), plus the paper's d = 192 (dh > 64:
@@ -29,6 +31,15 @@ for (const L of [1, 5, 17]) {
   }
 }
 CASES.push({ B: 1, L: 17, d: 192, H: 1, dropout: 0.1 }, { B: 1, L: 130, d: 8, H: 2, dropout: 0.1 });
+// The GPU default and a single lane for the softmax rows.
+CASES.push({ B: 1, L: 130, d: 8, H: 2, dropout: 0.1, softmaxLanes: 64 }, {
+  B: 2,
+  L: 17,
+  d: 64,
+  H: 1,
+  dropout: 0,
+  softmaxLanes: 1,
+});
 // Head widths that are not multiples of 4 (the blocked kernels' scalar path and channel tails).
 CASES.push({ B: 2, L: 9, d: 6, H: 1, dropout: 0.1 }, { B: 1, L: 7, d: 10, H: 2, dropout: 0 });
 // A long sequence: llvmpipe silently ends an invocation after 65535 loop iterations (see linear_attention.ts), and the
@@ -51,8 +62,9 @@ const SEED = 1234567;
 for (const variant of VARIANTS) {
   for (const c of CASES) {
     const { B, L, d, H, dropout } = c;
+    const lanes = c.softmaxLanes ? ` softmaxLanes=${c.softmaxLanes}` : "";
     Deno.test({
-      name: `attention ${variant}: B=${B} L=${L} d=${d} H=${H} dropout=${dropout} forward+backward`,
+      name: `attention ${variant}: B=${B} L=${L} d=${d} H=${H} dropout=${dropout}${lanes} forward+backward`,
       ...gpuTest,
       fn: async () => {
         const gpu = await testGpu();
@@ -79,6 +91,7 @@ for (const variant of VARIANTS) {
             H,
             dropout,
             variant,
+            softmaxLanes: c.softmaxLanes,
           }));
         const drop = dropout > 0 ? { p: dropout, seed: SEED } : undefined;
         if (drop && L >= 17) {
