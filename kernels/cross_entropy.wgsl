@@ -1,5 +1,6 @@
 // Loss head at labelled positions only (the tied-LM-head logits for all B*L positions would not fit):
-//   gather_rows:  hg[p, :] = h[positions[p], :]
+// Labelled rows go through in chunks (rowBase, count in the uniform): gather, rows and grad work on one chunk.
+//   gather_rows:  hg[r, :] = h[positions[rowBase + r], :]
 //   scatter_rows: dh[r, :] = Σ_{p: positions[p] = r} dhg[p, :] (0 for unlabelled rows; overwrite, or add when ACCUMULATE).
 //                 positions must be sorted ascending (duplicates allowed): each dh element finds its run by binary
 //                 search, so the scatter needs no atomics and sums duplicates in a fixed order.
@@ -9,6 +10,7 @@
 //   xent_finish:  one workgroup: fixed-order sums over rows → mean loss and correct count of this batch, and adds them
 //                 to running accumulators that survive across submits (read back only every k steps).
 //   xent_grad:    dlogits = (exp(logit − lse) − onehot)·gradScale, written over the logits (in place).
+//   place_rows:   a chunk's dhg rows copied to their offset in the full dhg (several chunks only).
 // WG (power of two) comes from the host.
 
 struct Params {
@@ -17,9 +19,9 @@ struct Params {
   V: u32,
   P: u32,      // labelled positions
   gradScale: f32,
+  rowBase: u32, // this chunk's first labelled row (chunk-local rows r are labelled rows rowBase + r)
+  count: u32,   // labelled rows in this chunk
   _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
 }
 
 // Layout of the `stats` buffer (u32 words; f32 values stored as bits).
@@ -47,10 +49,10 @@ fn gather_rows(
   @builtin(local_invocation_index) li: u32,
 ) {
   let idx = linear_id(wid, nwg, li);
-  if (idx >= p.P * p.d) {
+  if (idx >= p.count * p.d) {
     return;
   }
-  let row = positions[idx / p.d];
+  let row = positions[p.rowBase + idx / p.d];
   var value = 0.0;
   // Out-of-range positions read as zero rather than out of bounds (the host validates them anyway).
   if (row < p.rows) {
@@ -117,7 +119,7 @@ fn xent_rows(
   @builtin(local_invocation_index) li: u32,
 ) {
   let row = wid.y * nwg.x + wid.x; // uniform across the workgroup, so the early return keeps barriers uniform
-  if (row >= p.P) {
+  if (row >= p.count) {
     return;
   }
   let base = row * p.V;
@@ -170,11 +172,12 @@ fn xent_rows(
   }
   workgroupBarrier();
   if (li == 0u) {
-    let label = targets[row];
+    let labelled = p.rowBase + row;
+    let label = targets[labelled];
     let lse = redMax[0] + log(redSum[0]);
-    rowLse[row] = lse;
-    rowLoss[row] = lse - logits[base + min(label, p.V - 1u)];
-    rowCorrect[row] = select(0u, 1u, redIndex[0] == label);
+    rowLse[labelled] = lse;
+    rowLoss[labelled] = lse - logits[base + min(label, p.V - 1u)];
+    rowCorrect[labelled] = select(0u, 1u, redIndex[0] == label);
   }
 }
 #endif
@@ -235,22 +238,40 @@ fn xent_grad(
 ) {
   let idx = linear_id(wid, nwg, li);
 #if VEC4
-  if (idx >= p.P * p.V / 4u) {
+  if (idx >= p.count * p.V / 4u) {
     return;
   }
-  let row = (idx * 4u) / p.V;
+  let row = p.rowBase + (idx * 4u) / p.V;
   let col = (idx * 4u) % p.V;
   let softmax = exp(logits[idx] - vec4<f32>(rowLse[row]));
   let onehot = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(col, col + 1u, col + 2u, col + 3u) == vec4<u32>(targets[row]));
   logits[idx] = (softmax - onehot) * p.gradScale;
 #else
-  if (idx >= p.P * p.V) {
+  if (idx >= p.count * p.V) {
     return;
   }
-  let row = idx / p.V;
+  let row = p.rowBase + idx / p.V;
   let col = idx % p.V;
   let softmax = exp(logits[idx] - rowLse[row]);
   logits[idx] = (softmax - select(0.0, 1.0, col == targets[row])) * p.gradScale;
 #endif
+}
+#endif
+
+#if PLACE
+@group(0) @binding(1) var<storage, read> chunk: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dhg: array<f32>;
+
+// dhg[rowBase + r, :] = chunk[r, :]: a chunk's rows of dhg at their place among all labelled rows.
+@compute @workgroup_size(WG)
+fn place_rows(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let idx = linear_id(wid, nwg, li);
+  if (idx < p.count * p.d) {
+    dhg[p.rowBase * p.d + idx] = chunk[idx];
+  }
 }
 #endif

@@ -28,6 +28,7 @@
  */
 import { defaultAttentionVariant } from "../ops/attention.ts";
 import { packedFeatureCount } from "../ops/linear_attention.ts";
+import { lmHeadChunkRows } from "../ops/cross_entropy.ts";
 import { paddedBytes } from "../gpu/allocator.ts";
 import { type ModelConfig, valueHeadDim } from "../model/config.ts";
 import { paramSpec } from "../model/param_spec.ts";
@@ -181,8 +182,10 @@ export interface AnalyticBytes {
 export interface AnalyticBytesOptions extends AnalyticShape {
   /** A training graph (backward buffers) with AdamW moments; false: a forward-only graph with an inference store. */
   training: boolean;
-  /** Device limits, which pick the attention variant (see defaultAttentionVariant); default: no binding limit. */
+  /** Device limits, which pick the attention variant (defaultAttentionVariant) and the LM head chunk (lmHeadChunkRows). */
   limits?: Readonly<Record<string, number>>;
+  /** A CPU rasteriser (smaller LM-head chunks, see lmHeadChunkRows); default true. */
+  software?: boolean;
 }
 
 /** Every storage buffer of the four deterministic categories for one graph (see the module comment). */
@@ -269,9 +272,11 @@ export function analyticBuffers(cfg: ModelConfig, options: AnalyticBytesOptions)
     }
   });
   // The LM head's buffers exist in forward-only graphs too (dhg is simply unused there).
-  act("lm_head.hg", P * d);
-  act("lm_head.logits", P * V);
+  const R = lmHeadChunkRows(options.limits ?? {}, P, V, options.software ?? true);
+  act("lm_head.hg", R * d);
+  act("lm_head.logits", R * V);
   act("lm_head.dhg", P * d);
+  if (R < P) act("lm_head.dhgChunk", R * d);
   for (const n of ["rowLoss", "rowLse", "rowCorrect"]) act(`lm_head.${n}`, P);
 
   const byCategory: Record<BufferCategory, number> = { params: 0, grads: 0, optimizer: 0, activations: 0 };

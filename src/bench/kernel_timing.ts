@@ -52,7 +52,8 @@ export interface KernelProfile {
 /** Folds labels that name the same kernel in different places: `layers.0.` → `layers.*.`, AdamW's per-tensor labels. */
 export function kernelGroup(label: string): string {
   if (label.startsWith("adamw.")) return "adamw";
-  return label.replace(/(^|\.)layers\.\d+\./g, "$1layers.*.");
+  // The LM head's row chunks (lm_head.logits.0, .1, ...) fold into one group per kernel.
+  return label.replace(/(^|\.)layers\.\d+\./g, "$1layers.*.").replace(/^(lm_head\.\w+)\.\d+$/, "$1");
 }
 
 export function timestampsAvailable(gpu: Gpu): boolean {

@@ -368,6 +368,7 @@ export function planBatch(
   labelsPerExample: number,
   limit: number,
   maxMemoryBytes: number | null,
+  software = true,
 ): BatchPlan {
   const limits = { maxStorageBufferBindingSize: limit, maxBufferSize: limit };
   const why = (b: AnalyticBytes): string | null => {
@@ -379,14 +380,14 @@ export function planBatch(
     }
     return null;
   };
-  const first = why(analyticBuffers(cfg, { batch: requested, labelsPerExample, training: true, limits }));
+  const first = why(analyticBuffers(cfg, { batch: requested, labelsPerExample, training: true, limits, software }));
   if (!first) return { batch: requested, note: null };
   for (let b = Math.floor(requested / 2); b >= 1; b = Math.floor(b / 2)) {
-    if (!why(analyticBuffers(cfg, { batch: b, labelsPerExample, training: true, limits }))) {
+    if (!why(analyticBuffers(cfg, { batch: b, labelsPerExample, training: true, limits, software }))) {
       return { batch: b, note: `batch reduced from ${requested} to ${b}: at ${requested}, ${first}` };
     }
   }
-  const atOne = why(analyticBuffers(cfg, { batch: 1, labelsPerExample, training: true, limits }));
+  const atOne = why(analyticBuffers(cfg, { batch: 1, labelsPerExample, training: true, limits, software }));
   return { batch: null, note: `skipped: even at batch 1, ${atOne}` };
 }
 
@@ -468,13 +469,25 @@ export async function benchCase(
   const cfg = makeModelConfig({ mixer, dModel, seqLen, vocabSize: settings.vocabSize });
   const N = settings.kvPairs ?? defaultNumKvPairs(seqLen);
   validateMqarConfig(benchMqarConfig(cfg, N, 1));
-  const plan = planBatch(cfg, settings.batchSize, N, bufferLimit(gpu), settings.maxMemoryBytes);
+  const plan = planBatch(cfg, settings.batchSize, N, bufferLimit(gpu), settings.maxMemoryBytes, gpu.info.software);
   const B = plan.batch ?? 1;
   const linearAttention = linearAttentionForm(gpu, cfg);
   const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N, linearAttention: linearAttention ?? undefined });
   const tokens = B * seqLen;
-  const bytesTrain = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: true, limits: gpu.limits });
-  const bytesInfer = analyticBuffers(cfg, { batch: B, labelsPerExample: N, training: false, limits: gpu.limits });
+  const bytesTrain = analyticBuffers(cfg, {
+    batch: B,
+    labelsPerExample: N,
+    training: true,
+    limits: gpu.limits,
+    software: gpu.info.software,
+  });
+  const bytesInfer = analyticBuffers(cfg, {
+    batch: B,
+    labelsPerExample: N,
+    training: false,
+    limits: gpu.limits,
+    software: gpu.info.software,
+  });
   const result: BenchCaseResult = {
     id: caseId(mixer, dModel, seqLen),
     mixer,

@@ -123,21 +123,27 @@ Deno.test("analytic bytes: attention keeps L×L probabilities at short L, flash 
   const b = analyticBuffers(long, { batch: 8, labelsPerExample: 1024, training: true });
   assertEquals(b.buffers.some((x) => x.name.endsWith("attn.probs")), false);
   assertEquals(b.buffers.find((x) => x.name === "layers.1.mixer.attn.lse")?.bytes, 8 * 4096 * 4);
-  assertEquals(b.largest.name, "lm_head.logits");
+  // The LM head's logits go through in chunks of at most 16 MiB (512 rows of 8192), whatever the batch.
   const lin = makeModelConfig({ mixer: "based", dModel: 64, seqLen: 4096 });
   const c = analyticBuffers(lin, { batch: 8, labelsPerExample: 1024, training: true });
-  assertEquals(c.largest.name, "lm_head.logits");
-  assertEquals(c.largest.bytes, 8 * 1024 * 8192 * 4);
+  assertEquals(c.buffers.find((x) => x.name === "lm_head.logits")?.bytes, 512 * 8192 * 4);
+  assertEquals(c.buffers.find((x) => x.name === "lm_head.dhgChunk")?.bytes, 512 * 64 * 4);
+  assertEquals(c.buffers.find((x) => x.name === "lm_head.dhg")?.bytes, 8 * 1024 * 64 * 4);
+  // One chunk holds every row: no separate chunk buffer.
+  const one = analyticBuffers(lin, { batch: 1, labelsPerExample: 16, training: true });
+  assertEquals(one.buffers.find((x) => x.name === "lm_head.logits")?.bytes, 16 * 8192 * 4);
+  assertEquals(one.buffers.some((x) => x.name === "lm_head.dhgChunk"), false);
 });
 
 Deno.test("planBatch halves the batch until the largest buffer fits, or skips with a note", () => {
   const cfg = makeModelConfig({ mixer: "based", dModel: 64, seqLen: 4096 });
-  const limit = 64 * 2 ** 20;
-  const plan = planBatch(cfg, 8, 1024, limit, null);
-  assertEquals(plan.batch, 2); // logits: 2·1024·8192·4 B = 64 MiB
-  assert(plan.note!.includes("batch reduced from 8 to 2") && plan.note!.includes("lm_head.logits"), plan.note!);
-  assertEquals(planBatch(cfg, 2, 1024, limit, null), { batch: 2, note: null });
-  const skip = planBatch(cfg, 8, 4096, 16 * 2 ** 20, null);
+  const limit = 32 * 2 ** 20;
+  const plan = planBatch(cfg, 16, 1024, limit, null);
+  // q features [B·L, H·f]: 16·4096·192·4 B = 48 MiB at batch 16, 24 MiB at 8 (the LM head is chunked to fit).
+  assertEquals(plan.batch, 8);
+  assert(plan.note!.includes("batch reduced from 16 to 8") && plan.note!.includes("layers.1.mixer.q"), plan.note!);
+  assertEquals(planBatch(cfg, 8, 1024, limit, null), { batch: 8, note: null });
+  const skip = planBatch(cfg, 8, 4096, 2 * 2 ** 20, null);
   assertEquals(skip.batch, null);
   assert(skip.note!.startsWith("skipped: even at batch 1"), skip.note!);
   const budget = planBatch(makeModelConfig({ mixer: "based", dModel: 64, seqLen: 256 }), 8, 64, limit, 20 * 2 ** 20);

@@ -158,8 +158,9 @@ Deno.test({
   },
 });
 
-Deno.test("kernelGroup folds layer indices and AdamW's per-tensor labels", () => {
+Deno.test("kernelGroup folds layer indices, LM-head chunks and AdamW's per-tensor labels", () => {
   assertEquals(kernelGroup("layers.1.mixer.attn.mat_pv"), "layers.*.mixer.attn.mat_pv");
+  assertEquals(kernelGroup("lm_head.logits.3"), "lm_head.logits");
   assertEquals(kernelGroup("layers.0.norm1.bwd"), "layers.*.norm1.bwd");
   assertEquals(kernelGroup("adamw.backbone.layers.0.norm1.weight"), "adamw");
   assertEquals(kernelGroup("lm_head.logits"), "lm_head.logits");
