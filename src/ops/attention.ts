@@ -45,6 +45,8 @@ export interface AttentionArgs {
   variant?: AttentionVariant;
   /** Invocations per row of the materialized softmax (a power of two); default 8 on CPU rasterisers, 64 on GPUs. */
   softmaxLanes?: number;
+  /** Workgroup [x, y] of the materialized variant's blocked kernels; default [8, 1] on CPU rasterisers, [8, 8] on GPUs. */
+  blockWorkgroup?: readonly [number, number];
 }
 
 export interface AttentionOp {
@@ -150,7 +152,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     const probs = alloc.tensor(`${label}.probs`, [B, H, L, L], "activations");
     workspace.push(probs);
     // 4×4 outputs per invocation; one SIMD row of 8 lanes per workgroup on CPU rasterisers, 8×8 on GPUs.
-    const [wgx, wgy] = gpu.info.software ? [8, 1] : [8, 8];
+    const [wgx, wgy] = args.blockWorkgroup ?? (gpu.info.software ? [8, 1] : [8, 8]);
     const blocked = { VEC4: d % 4 === 0 && dh % 4 === 0, WGX: wgx, WGY: wgy };
     const blocks = ceilDiv(L, 4);
     // Lanes per softmax row: 8 on CPU rasterisers, where each barrier of the tree reduction is expensive (5.5 ms with

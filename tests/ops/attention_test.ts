@@ -20,6 +20,8 @@ interface Case extends AttentionShape {
   dropout: number;
   /** Lanes per row of the materialized softmax (default: the adapter's). */
   softmaxLanes?: number;
+  /** Workgroup of the materialized blocked kernels (default: the adapter's). */
+  blockWorkgroup?: readonly [number, number];
 }
 
 // The brief's grid (L ∈ {1, 5, 17}, d ∈ {8, 64}, H ∈ {1, 2}, dropout ∈ {0, 0.1}), plus the paper's d = 192 (dh > 64:
@@ -31,8 +33,8 @@ for (const L of [1, 5, 17]) {
   }
 }
 CASES.push({ B: 1, L: 17, d: 192, H: 1, dropout: 0.1 }, { B: 1, L: 130, d: 8, H: 2, dropout: 0.1 });
-// The GPU default and a single lane for the softmax rows.
-CASES.push({ B: 1, L: 130, d: 8, H: 2, dropout: 0.1, softmaxLanes: 64 }, {
+// The GPU defaults (64 softmax lanes, 8×8 blocked workgroups) and a single lane for the softmax rows.
+CASES.push({ B: 1, L: 130, d: 8, H: 2, dropout: 0.1, softmaxLanes: 64, blockWorkgroup: [8, 8] }, {
   B: 2,
   L: 17,
   d: 64,
@@ -62,7 +64,8 @@ const SEED = 1234567;
 for (const variant of VARIANTS) {
   for (const c of CASES) {
     const { B, L, d, H, dropout } = c;
-    const lanes = c.softmaxLanes ? ` softmaxLanes=${c.softmaxLanes}` : "";
+    const lanes = (c.softmaxLanes ? ` softmaxLanes=${c.softmaxLanes}` : "") +
+      (c.blockWorkgroup ? ` workgroup=${c.blockWorkgroup.join("x")}` : "");
     Deno.test({
       name: `attention ${variant}: B=${B} L=${L} d=${d} H=${H} dropout=${dropout}${lanes} forward+backward`,
       ...gpuTest,
@@ -92,6 +95,7 @@ for (const variant of VARIANTS) {
             dropout,
             variant,
             softmaxLanes: c.softmaxLanes,
+            blockWorkgroup: c.blockWorkgroup,
           }));
         const drop = dropout > 0 ? { p: dropout, seed: SEED } : undefined;
         if (drop && L >= 17) {
