@@ -717,8 +717,15 @@ fn init_feature_pairs(li: u32) {
   }
 }
 
-// M += Σ_{s in chunk} φ(partner_s) vec_sᵀ, one invocation per feature row e (no other invocation touches it).
+// M += Σ_{s in chunk} φ(partner_s) vec_sᵀ, one invocation per feature row e (no other invocation touches it). The
+// chunk's vectors are copied to registers first: each invocation reads them once per feature row it owns, and CPU
+// rasterisers turn every workgroup-memory read into per-lane loads (lavapipe: forward 29 → 23, backward 69 → 56 µs per
+// token at H = 12, f = 16, dv = 5).
 fn update_state(li: u32) {
+  var vecs: array<f32, CHUNK * SW>;
+  for (var i = 0u; i < CHUNK * SW; i++) {
+    vecs[i] = partner_vec[i];
+  }
   for (var m = 0u; m < FEATURE_ITERS; m++) {
     let e = li + m * CHUNK_WG;
     if (e < DPHI) {
@@ -730,7 +737,7 @@ fn update_state(li: u32) {
       for (var s = 0u; s < CHUNK; s++) {
         let phi = partner_chunk[s * PF + pair.x] * partner_chunk[s * PF + pair.y];
         for (var c = 0u; c < SW; c++) {
-          delta[c] = fma(phi, partner_vec[s * SW + c], delta[c]);
+          delta[c] = fma(phi, vecs[s * SW + c], delta[c]);
         }
       }
       for (var c = 0u; c < SW; c++) {
