@@ -353,6 +353,9 @@ function featureStateDefines(cfg: LinearAttentionConfig, stateWidth: number) {
     DV: cfg.valueDim,
     DPHI: packedFeatureCount(cfg.kernel, cfg.featureDim),
     SW: stateWidth,
+    // Stored as vec4s: the width rounded up to 4 (zero columns).
+    SWP: paddedWidth(stateWidth),
+    SW4: paddedWidth(stateWidth) / 4,
     CHUNK,
     CHUNK_WG,
     REBASED: cfg.kernel === "rebased",
@@ -360,10 +363,16 @@ function featureStateDefines(cfg: LinearAttentionConfig, stateWidth: number) {
   };
 }
 
-/** Workgroup bytes of a chunked pass: state [DPHI, width], `chunks` arrays [CHUNK, f], `vectors` [CHUNK, width]. */
+/** State columns as stored: rounded up to a multiple of 4 (vec4s). */
+const paddedWidth = (width: number) => Math.ceil(width / 4) * 4;
+
+/**
+ * Workgroup bytes of a chunked pass: state [DPHI, width], `chunks` arrays [CHUNK, f], `vectors` [CHUNK, width], widths
+ * padded to vec4s.
+ */
 function featureStateBytes(cfg: LinearAttentionConfig, width: number, chunks: number, vectors: number): number {
   const features = packedFeatureCount(cfg.kernel, cfg.featureDim);
-  return 4 * ((features + vectors * CHUNK) * width + chunks * CHUNK * (cfg.featureDim + 1));
+  return 4 * ((features + vectors * CHUNK) * paddedWidth(width) + chunks * CHUNK * (cfg.featureDim + 1));
 }
 
 /**
@@ -385,8 +394,8 @@ function sweepSegments(gpu: Gpu, cfg: LinearAttentionConfig, backwards: boolean,
 /** Where a sweep parks its state between segments: [slots, DPHI·width]; a placeholder when one segment suffices. */
 function carryBuffer(gpu: Gpu, label: string, cfg: LinearAttentionConfig, width: number, slots: number): Tensor {
   const floats = sweepSegments(gpu, cfg, false).length > 1
-    ? slots * packedFeatureCount(cfg.kernel, cfg.featureDim) * width
-    : 1;
+    ? slots * packedFeatureCount(cfg.kernel, cfg.featureDim) * paddedWidth(width)
+    : 4;
   return gpu.allocator.tensor(`${label}.carry`, [floats], "workspace");
 }
 
@@ -489,8 +498,8 @@ function chunkedBackwardPasses(
   // Small on GL, whose compiler unrolls the zero-initialisation of workgroup arrays.
   const budget = gpu.info.backend === "gl" ? Math.min(8192, limit) : limit;
   // Row and partner chunks [CHUNK, f], their vectors [CHUNK, width], the state [DPHI, width].
-  const fixed = featureStateBytes(args, 0, 2, 2), perColumn = featureStateBytes(args, 1, 0, 2);
-  const fitting = Math.min(Math.floor((budget - fixed) / perColumn), gpu.info.software ? 16 : Infinity);
+  let fitting = Math.min(dv + 1, gpu.info.software ? 16 : Infinity);
+  while (fitting > 1 && featureStateBytes(args, fitting, 2, 2) > budget) fitting--;
   const wanted = Math.min(dv + 1, args.chunkColumns ?? fitting);
   if (wanted < 1 || featureStateBytes(args, wanted, 2, 2) > limit) {
     throw new Error(`${label}: the chunked backward state does not fit workgroup memory (f=${f}, dv=${dv})`);
