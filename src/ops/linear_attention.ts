@@ -102,13 +102,13 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 /**
  * Sequence lengths from which the chunked variant beats the adapter's default parallel variant over a training step
  * (forward + backward), measured on lavapipe as CPU time per token (H = 12, f = 16, 2048 tokens per step, ReBased;
- * rows with several rows per invocation): dv = 5: rows 33 / 49 / 80 / 89 / 165 µs at L = 256 / 512 / 768 / 1024 /
- * 1536, chunked 97-110 µs (75 at 1536), crossing near L = 1100; dv = 42: rows 221 / 415 / 697 µs at L = 256 / 512 /
- * 768, chunked 582-673 µs, crossing near L = 740 (its state columns take three sweeps). Hardware: not measured; a
- * guess, since the chunked sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while the
- * smem variant fills a GPU.
+ * rows with several rows per invocation, chunked with vec4 state columns): dv = 5: rows 33 / 51 / 85 / 88 µs at
+ * L = 256 / 512 / 768 / 1024, chunked 74-86 µs, crossing near L = 768; dv = 42: rows 244 / 323 / 419 µs at L = 256 /
+ * 384 / 512, chunked 331-368 µs, crossing near L = 400 (its state columns take three sweeps). Hardware: not measured;
+ * a guess, since the chunked sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while
+ * the smem variant fills a GPU.
  */
-export const CHUNKED_FROM_SEQ_LEN = { software: 1152, softwareWide: 768, hardware: 1024 } as const;
+export const CHUNKED_FROM_SEQ_LEN = { software: 768, softwareWide: 448, hardware: 1024 } as const;
 
 /**
  * The length from which chooseLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on
