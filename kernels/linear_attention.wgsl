@@ -666,7 +666,37 @@ var<workgroup> state: array<vec4<f32>, DPHI * SW4>;
 // vectors. The ones column writes every feature as a product x_a·x_b (Based: 1 = x_F·x_F, x_a = x_a·x_F).
 const PF = F + 1u;
 var<workgroup> partner_chunk: array<f32, CHUNK * PF>;
-var<workgroup> partner_vec: array<f32, CHUNK * SWP>;
+var<workgroup> partner_vec: array<vec4<f32>, CHUNK * SW4>;
+// The partners again as vec4s (zero past F) for the same-chunk dot products: one vec4 read instead of four scalar ones.
+const F4 = (F + 3u) / 4u;
+var<workgroup> partner4: array<vec4<f32>, CHUNK * F4>;
+
+// Packs partner row r (written by this invocation) into partner4.
+fn pack_partner4(r: u32) {
+  for (var k4 = 0u; k4 < F4; k4++) {
+    var v = vec4<f32>(0.0);
+    for (var t = 0u; t < 4u; t++) {
+      let a = 4u * k4 + t;
+      if (a < F) {
+        v[t] = partner_chunk[r * PF + a];
+      }
+    }
+    partner4[r * F4 + k4] = v;
+  }
+}
+
+// x as vec4s, zero past F.
+fn pack4(x: array<f32, F>) -> array<vec4<f32>, F4> {
+  var out: array<vec4<f32>, F4>;
+  // Zeroed explicitly: lavapipe does not re-zero arrays declared in a loop body (this inlines into one).
+  for (var k4 = 0u; k4 < F4; k4++) {
+    out[k4] = vec4<f32>(0.0);
+  }
+  for (var a = 0u; a < F; a++) {
+    out[a / 4u][a % 4u] = x[a];
+  }
+  return out;
+}
 // (a, b) of the features this invocation updates: e = li + m·CHUNK_WG for m < FEATURE_ITERS.
 const FEATURE_ITERS = (DPHI + CHUNK_WG - 1u) / CHUNK_WG;
 var<private> feature_pair: array<vec2<u32>, FEATURE_ITERS>;
@@ -727,7 +757,7 @@ fn init_feature_pairs(li: u32) {
 fn update_state(li: u32) {
   var vecs: array<vec4<f32>, CHUNK * SW4>;
   for (var i = 0u; i < CHUNK * SW4; i++) {
-    vecs[i] = vec4<f32>(partner_vec[4u * i], partner_vec[4u * i + 1u], partner_vec[4u * i + 2u], partner_vec[4u * i + 3u]);
+    vecs[i] = partner_vec[i];
   }
   for (var m = 0u; m < FEATURE_ITERS; m++) {
     let e = li + m * CHUNK_WG;
@@ -787,10 +817,11 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         partner_chunk[r * PF + a] = select(0.0, k[kOff + a], valid);
       }
       partner_chunk[r * PF + F] = 1.0;
+      pack_partner4(r);
       let vOff = v_offset(b, tSafe, h) + col0;
       for (var c = 0u; c < SWP; c++) {
         let x = select(v[vOff + min(c, cols - 1u)], 1.0, c == DVT);
-        partner_vec[r * SWP + c] = select(0.0, x, valid && (c < cols || c == DVT));
+        partner_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, x, valid && (c < cols || c == DVT));
       }
     }
     workgroupBarrier();
@@ -834,16 +865,15 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         acc[c] = sum;
       }
       // This chunk, causal (j ≤ r).
+      let x4 = pack4(x);
       for (var j = 0u; j < CHUNK; j++) {
         var s = 0.0;
-        for (var a = 0u; a < F; a++) {
-          s = fma(x[a], partner_chunk[j * PF + a], s);
+        for (var k4 = 0u; k4 < F4; k4++) {
+          s += dot(x4[k4], partner4[j * F4 + k4]);
         }
         let w = vec4<f32>(select(0.0, kernel_g(s), j <= r));
         for (var c = 0u; c < SW4; c++) {
-          let o = j * SWP + 4u * c;
-          let pv = vec4<f32>(partner_vec[o], partner_vec[o + 1u], partner_vec[o + 2u], partner_vec[o + 3u]);
-          acc[c] = fma(w, pv, acc[c]);
+          acc[c] = fma(w, partner_vec[j * SW4 + c], acc[c]);
         }
       }
       if (t < p.seqLen) {
@@ -902,7 +932,7 @@ const forwards = true;
 
 // The current chunk's rows (same tokens as its partners) and their vectors.
 var<workgroup> row_chunk: array<f32, CHUNK * F>;
-var<workgroup> row_vec: array<f32, CHUNK * SWP>;
+var<workgroup> row_vec: array<vec4<f32>, CHUNK * SW4>;
 
 @compute @workgroup_size(CHUNK_WG)
 fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -933,6 +963,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         partner_chunk[r * PF + a] = select(0.0, select(qs, kv, forwards), valid);
       }
       partner_chunk[r * PF + F] = 1.0;
+      pack_partner4(r);
       let vOff = v_offset(b, tSafe, h);
       let inv = zinv[z_index(b, tSafe, h)];
       // dz in the same order as the parallel variants.
@@ -953,8 +984,8 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         let vc = select(v[vOff + cSafe], 1.0, isLast);
         let uc = select(dy[vOff + cSafe] * inv, dzr, isLast);
         let inTile = c < cols;
-        row_vec[r * SWP + c] = select(0.0, select(vc, uc, forwards), inTile);
-        partner_vec[r * SWP + c] = select(0.0, select(uc, vc, forwards), inTile && valid);
+        row_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, select(vc, uc, forwards), inTile);
+        partner_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, select(uc, vc, forwards), inTile && valid);
       }
     }
     workgroupBarrier();
@@ -968,8 +999,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       }
       var u: array<vec4<f32>, SW4>;
       for (var c = 0u; c < SW4; c++) {
-        let o = r * SWP + 4u * c;
-        u[c] = vec4<f32>(row_vec[o], row_vec[o + 1u], row_vec[o + 2u], row_vec[o + 3u]);
+        u[c] = row_vec[r * SW4 + c];
       }
 #if BACKWARDS
       // dv: φrow(k)ᵀ D over this tile's columns (the dz column's value is never written).
@@ -1023,29 +1053,34 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         }
       }
       // Same-chunk part, parallel form (forwards: partners s ≤ r; backwards: s ≥ r).
+      let x4 = pack4(x);
+      var dx4: array<vec4<f32>, F4>;
+      for (var k4 = 0u; k4 < F4; k4++) {
+        dx4[k4] = vec4<f32>(0.0); // see pack4
+      }
       for (var s = 0u; s < CHUNK; s++) {
         var score = 0.0;
-        for (var a = 0u; a < F; a++) {
-          score = fma(x[a], partner_chunk[s * PF + a], score);
+        for (var k4 = 0u; k4 < F4; k4++) {
+          score += dot(x4[k4], partner4[s * F4 + k4]);
         }
         var dA = 0.0;
         for (var c = 0u; c < SW4; c++) {
-          let o = s * SWP + 4u * c;
-          dA += dot(u[c], vec4<f32>(partner_vec[o], partner_vec[o + 1u], partner_vec[o + 2u], partner_vec[o + 3u]));
+          dA += dot(u[c], partner_vec[s * SW4 + c]);
         }
         let visible = select(s >= r, s <= r, forwards);
-        let wg = select(0.0, dA * kernel_g_prime(score), visible);
-        for (var a = 0u; a < F; a++) {
-          dx[a] = fma(wg, partner_chunk[s * PF + a], dx[a]);
+        let wg = vec4<f32>(select(0.0, dA * kernel_g_prime(score), visible));
+        for (var k4 = 0u; k4 < F4; k4++) {
+          dx4[k4] = fma(wg, partner4[s * F4 + k4], dx4[k4]);
         }
 #if BACKWARDS
         let g = vec4<f32>(select(0.0, kernel_g(score), visible));
         for (var c = 0u; c < SW4; c++) {
-          let o = s * SWP + 4u * c;
-          let pv = vec4<f32>(partner_vec[o], partner_vec[o + 1u], partner_vec[o + 2u], partner_vec[o + 3u]);
-          dvAcc[c] = fma(g, pv, dvAcc[c]);
+          dvAcc[c] = fma(g, partner_vec[s * SW4 + c], dvAcc[c]);
         }
 #endif
+      }
+      for (var a = 0u; a < F; a++) {
+        dx[a] += dx4[a / 4u][a % 4u];
       }
       if (t < p.seqLen) {
         let off = qk_offset(b, t, h);
