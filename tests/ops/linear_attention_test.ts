@@ -438,10 +438,12 @@ Deno.test({
       assertEquals(choose(4 * from, 17), parallel);
     }
     if (gpu.info.software && gpu.info.backend !== "gl") {
-      // f = 8, dv = 60: the one-row dk/dv loop runs 136 iterations per key, past 65535 from L = 482 on.
-      const wide = { featureDim: 8, valueDim: 60 };
-      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 400, ...wide }), parallel);
-      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 600, ...wide }), "chunked");
+      // f = 8, dv = 100: the one-row dk/dv loop runs 216 iterations per key, past 65535 from L = 304 on, before the
+      // wide heads' threshold.
+      const wide = { featureDim: 8, valueDim: 100 };
+      assert(350 < chunkedFromSeqLen(gpu, 100));
+      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 250, ...wide }), parallel);
+      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 350, ...wide }), "chunked");
     }
     const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
     const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));
