@@ -329,7 +329,12 @@ export function linearAttentionForward(gpu: Gpu, label: string, args: LinearAtte
  */
 const CHUNK = 16;
 const CHUNK_COLUMNS = 16;
-const CHUNK_WG = CHUNK;
+/**
+ * Invocations per chunked workgroup: one per chunk row on GPUs; 8 (one SIMD row, two chunk rows each) on CPU
+ * rasterisers, which run a workgroup's invocations in turn on one thread (lavapipe, dv = 5: 58-61 µs per token with 8,
+ * 63-75 with 16, alternating runs).
+ */
+const chunkWorkgroup = (gpu: Gpu) => (gpu.info.software ? 8 : CHUNK);
 
 /** Symmetrically packed feature count: ReBased f(f+1)/2, Based 1 + f + f(f+1)/2 (136 / 153 for f = 16). */
 export function packedFeatureCount(kernel: LinearAttentionKernel, f: number): number {
@@ -346,7 +351,7 @@ function checkChunkedFeatureDim(label: string, f: number): void {
 }
 
 /** Defines shared by the chunked passes, whose state has `stateWidth` columns. */
-function featureStateDefines(cfg: LinearAttentionConfig, stateWidth: number) {
+function featureStateDefines(gpu: Gpu, cfg: LinearAttentionConfig, stateWidth: number) {
   return {
     F: cfg.featureDim,
     DV: cfg.valueDim,
@@ -356,7 +361,7 @@ function featureStateDefines(cfg: LinearAttentionConfig, stateWidth: number) {
     SWP: paddedWidth(stateWidth),
     SW4: paddedWidth(stateWidth) / 4,
     CHUNK,
-    CHUNK_WG,
+    CHUNK_WG: chunkWorkgroup(gpu),
     REBASED: cfg.kernel === "rebased",
     FEATURE_STATE: true,
   };
@@ -376,10 +381,11 @@ function featureStateBytes(cfg: LinearAttentionConfig, width: number, chunks: nu
 
 /**
  * Chunks per dispatch of a chunked sweep on CPU rasterisers: llvmpipe silently ends an invocation after 65535 loop
- * iterations in total, and a chunk costs several hundred (the feature loops; the column loops unroll), so a sweep is
- * cut into segments of this many chunks with the state parked in a workspace between them. GPUs sweep in one dispatch.
+ * iterations in total, and a chunk costs up to ~3k per invocation (Based, 17 state columns, two chunk rows per
+ * invocation: 32 chunks per segment measurably truncated dv = 42 at L = 1024), so a sweep is cut into segments of this
+ * many chunks with the state parked in a workspace between them. GPUs sweep in one dispatch.
  */
-const SOFTWARE_SEGMENT_CHUNKS = 32;
+const SOFTWARE_SEGMENT_CHUNKS = 16;
 
 /** The segments of a sweep over the sequence in the order it visits them. */
 function sweepSegments(gpu: Gpu, cfg: LinearAttentionConfig, backwards: boolean, tile = 0): Segment[] {
@@ -409,7 +415,7 @@ function chunkedForward(gpu: Gpu, label: string, args: LinearAttentionForwardArg
   if (bytes > limit) throw new Error(`${label}: chunked state needs ${bytes} B of workgroup memory, limit ${limit}`);
   const tiles = ceilDiv(dv, columns);
   const carry = carryBuffer(gpu, label, args, columns + 1, tiles * args.heads * args.batch);
-  const defines = { ...featureStateDefines(args, columns + 1), DVT: columns, PASS_FWD_CHUNKED: true };
+  const defines = { ...featureStateDefines(gpu, args, columns + 1), DVT: columns, PASS_FWD_CHUNKED: true };
   return sequence(
     label,
     sweepSegments(gpu, args, false).map((segment) =>
@@ -506,7 +512,7 @@ function chunkedBackwardPasses(
   // Balanced tiles: 43 columns with room for 16 give 3 tiles of 15, 15 and 13, not 16, 16 and 11.
   const tiles = ceilDiv(dv + 1, wanted);
   const width = ceilDiv(dv + 1, tiles);
-  const defines = { ...featureStateDefines(args, width), ACCUMULATE: accumulate, PASS_BWD_CHUNKED: true };
+  const defines = { ...featureStateDefines(gpu, args, width), ACCUMULATE: accumulate, PASS_BWD_CHUNKED: true };
   const carry = carryBuffer(gpu, label, args, width, args.heads * args.batch);
   const common = [args.q, args.k, args.v, args.y, args.zinv, args.dy];
   const passes: Dispatch[] = [];

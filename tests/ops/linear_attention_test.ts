@@ -369,12 +369,14 @@ Deno.test({
   name: "linear attention chunked: exact at L = 1100 with the default segments (llvmpipe's loop limit)",
   ...gpuTest,
   fn: async () => {
-    // On CPU rasterisers 69 chunks make three dispatches per sweep; the parallel variants stop short of such lengths
+    // On CPU rasterisers 69 chunks make five dispatches per sweep; the parallel variants stop short of such lengths
     // there once L·dv exceeds what llvmpipe's 65535-iteration loop limit lets one invocation finish.
     const gpu = await testGpu();
     for (const kernel of KERNELS) {
       await checkChunked(gpu, kernel, { batch: 1, seqLen: 1100, heads: 1, featureDim: 16, valueDim: 5 }, {});
     }
+    // The widest state (Based, 153 features, 17 columns per tile): each segment stays within the limit too.
+    await checkChunked(gpu, "based", { batch: 1, seqLen: 600, heads: 1, featureDim: 16, valueDim: 42 }, {});
   },
 });
 
