@@ -671,8 +671,16 @@ var<workgroup> partner_vec: array<vec4<f32>, CHUNK * SW4>;
 const F4 = (F + 3u) / 4u;
 var<workgroup> partner4: array<vec4<f32>, CHUNK * F4>;
 
-// Packs partner row r (written by this invocation) into partner4.
+// The partners transposed, four rows per vec4 ([PF, CHUNK/4]): the state update reads a feature's factor for four
+// partner rows in one load instead of four lane-varying ones.
+const CHUNK4 = CHUNK / 4u;
+var<workgroup> partnerT: array<vec4<f32>, PF * CHUNK4>;
+
+// Packs partner row r (written by this invocation) into partner4 and partnerT.
 fn pack_partner4(r: u32) {
+  for (var a = 0u; a < PF; a++) {
+    partnerT[a * CHUNK4 + r / 4u][r % 4u] = partner_chunk[r * PF + a];
+  }
   for (var k4 = 0u; k4 < F4; k4++) {
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
@@ -767,10 +775,15 @@ fn update_state(li: u32) {
       for (var c = 0u; c < SW4; c++) {
         delta[c] = vec4<f32>(0.0);
       }
-      for (var s = 0u; s < CHUNK; s++) {
-        let phi = partner_chunk[s * PF + pair.x] * partner_chunk[s * PF + pair.y];
+      for (var s4 = 0u; s4 < CHUNK4; s4++) {
+        // φ of partner rows 4·s4 .. 4·s4 + 3, added in row order as before.
+        let phi = partnerT[pair.x * CHUNK4 + s4] * partnerT[pair.y * CHUNK4 + s4];
+        let s = 4u * s4;
         for (var c = 0u; c < SW4; c++) {
-          delta[c] = fma(vec4<f32>(phi), vecs[s * SW4 + c], delta[c]);
+          var d = fma(vec4<f32>(phi.x), vecs[s * SW4 + c], delta[c]);
+          d = fma(vec4<f32>(phi.y), vecs[(s + 1u) * SW4 + c], d);
+          d = fma(vec4<f32>(phi.z), vecs[(s + 2u) * SW4 + c], d);
+          delta[c] = fma(vec4<f32>(phi.w), vecs[(s + 3u) * SW4 + c], d);
         }
       }
       for (var c = 0u; c < SW4; c++) {

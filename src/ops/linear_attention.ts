@@ -371,12 +371,14 @@ function featureStateDefines(gpu: Gpu, cfg: LinearAttentionConfig, stateWidth: n
 const paddedWidth = (width: number) => Math.ceil(width / 4) * 4;
 
 /**
- * Workgroup bytes of a chunked pass: state [DPHI, width], `chunks` arrays [CHUNK, f], `vectors` [CHUNK, width], widths
- * padded to vec4s.
+ * Workgroup bytes of a chunked pass: state [DPHI, width], `chunks` arrays [CHUNK, f + 1], `vectors` [CHUNK, width]
+ * (widths padded to vec4s), and the partners' vec4 copies.
  */
 function featureStateBytes(cfg: LinearAttentionConfig, width: number, chunks: number, vectors: number): number {
-  const features = packedFeatureCount(cfg.kernel, cfg.featureDim);
-  return 4 * ((features + vectors * CHUNK) * paddedWidth(width) + chunks * CHUNK * (cfg.featureDim + 1));
+  const f = cfg.featureDim, features = packedFeatureCount(cfg.kernel, f);
+  // The partners' vec4 copies (partner4 [CHUNK, f rounded up to 4], partnerT [f + 1, CHUNK]) come with every pass.
+  const partnerCopies = CHUNK * (4 * Math.ceil(f / 4) + f + 1);
+  return 4 * ((features + vectors * CHUNK) * paddedWidth(width) + chunks * CHUNK * (f + 1) + partnerCopies);
 }
 
 /**
