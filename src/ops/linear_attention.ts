@@ -102,12 +102,12 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 /**
  * Sequence lengths from which the chunked variant beats the adapter's default parallel variant over a training step
  * (forward + backward), measured on lavapipe as CPU time per token (H = 12, f = 16, 2048 tokens per step, ReBased,
- * median of 7): dv = 5: rows 53 / 57 / 78 µs at L = 512 / 640 / 768, chunked 66 / 63 / 74 µs (flat, 62-65 at
- * L = 2048), crossing near L = 700; dv = 42: rows 271 / 320 / 434 µs at L = 320 / 384 / 448, chunked 297 / 308 / 353
- * µs, crossing near L = 360 (its state columns take three sweeps). Hardware: not measured; a guess, since the chunked
- * sweeps are sequential over L/16 chunks with only batch·heads workgroups in flight while the smem variant fills a GPU.
+ * median of 7): dv = 5: rows 36 / 50 / 61 / 56 / 65 µs at L = 256 / 512 / 576 / 640 / 704, chunked 47-57 µs (flat),
+ * crossing near L = 550; dv = 42: rows 263 / 327 µs at L = 320 / 352, chunked 277 / 304 µs, crossing near L = 330
+ * (its state columns take three sweeps). Hardware: not measured; a guess, since the chunked sweeps are sequential over
+ * L/16 chunks with only batch·heads workgroups in flight while the smem variant fills a GPU.
  */
-export const CHUNKED_FROM_SEQ_LEN = { software: 704, softwareWide: 384, hardware: 1024 } as const;
+export const CHUNKED_FROM_SEQ_LEN = { software: 576, softwareWide: 336, hardware: 1024 } as const;
 
 /**
  * The length from which chooseLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on

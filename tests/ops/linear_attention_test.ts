@@ -443,9 +443,9 @@ Deno.test({
       // f = 8, dv = 100: the one-row dk/dv loop runs 216 iterations per key, past 65535 from L = 304 on, before the
       // wide heads' threshold.
       const wide = { featureDim: 8, valueDim: 100 };
-      assert(350 < chunkedFromSeqLen(gpu, 100));
+      assert(320 < chunkedFromSeqLen(gpu, 100));
       assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 250, ...wide }), parallel);
-      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 350, ...wide }), "chunked");
+      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 320, ...wide }), "chunked");
     }
     const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
     const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));
