@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-shot checks for a lent GPU machine (see ../shared/tools/device/README.md for the set-up lines that come first):
+# adapter report, the GPU-facing kernel and model tests, the throughput/memory bench to L = 4096, and the
+# linear-attention crossover that CHUNKED_FROM_SEQ_LEN.hardware guesses. Everything lands under $OUT (default: a temp
+# directory): doctor.json, tests.txt, bench/ (bench.json/csv/md, kernels.csv), crossover-dv5.json, crossover-dv42.json.
+#
+#   OUT=/path bash benchmarks/gpu.sh [--quick]     --quick: d = 64 only and L ≤ 2048
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+D_MODELS=64,128
+SEQ_LENS=256,512,1024,2048,4096
+if [[ "${1:-}" == "--quick" ]]; then
+  D_MODELS=64
+  SEQ_LENS=256,512,1024,2048
+fi
+
+step() { echo "== $* ($(date +%T))"; }
+
+step doctor
+deno run -A main.ts doctor --json >"$OUT/doctor.json" || { cat "$OUT/doctor.json"; exit 1; }
+
+step tests
+deno test -A tests/ops tests/model tests/bench/throughput_test.ts >"$OUT/tests.txt" 2>&1
+tail -n 3 "$OUT/tests.txt"
+
+step bench
+deno run -A main.ts bench --mixers attention,conv_attention,based,rebased --d-models "$D_MODELS" \
+  --seq-lens "$SEQ_LENS" --batch-size 64 --vocab-size 8192 --out "$OUT/bench" | tail -n 30
+
+step crossover
+deno run -A benchmarks/linear_attention_crossover.ts --value-dim=5 --seq-lens=256,512,1024,2048,4096 \
+  --tokens=65536 --json >"$OUT/crossover-dv5.json"
+deno run -A benchmarks/linear_attention_crossover.ts --value-dim=42 --seq-lens=256,512,1024,2048 \
+  --tokens=65536 --json >"$OUT/crossover-dv42.json"
+step done
