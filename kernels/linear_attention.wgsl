@@ -1046,10 +1046,12 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #endif
       // Features coef·x_a·x_bb (a ≤ bb): ∂/∂x_a = coef·x_bb and ∂/∂x_bb = coef·x_a (2·coef·x_a on the diagonal).
       for (var a = 0u; a < F; a++) {
+        let xa = x[a];
+        var dxa = 0.0;
         for (var bb = a; bb < F; bb++) {
           let coef = select(OFF_COEF, DIAG_COEF, bb == a);
 #if BACKWARDS
-          let phi = coef * x[a] * x[bb];
+          let phi = coef * xa * x[bb];
 #endif
           var w = 0.0;
           for (var c = 0u; c < SW4; c++) {
@@ -1060,10 +1062,11 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #endif
           }
           let cw = coef * w;
-          dx[a] = fma(cw, x[bb], dx[a]);
-          dx[bb] = fma(cw, x[a], dx[bb]);
+          dxa = fma(cw, x[bb], dxa);
+          dx[bb] = fma(cw, xa, dx[bb]);
           feat++;
         }
+        dx[a] += dxa;
       }
       // Same-chunk part, parallel form (forwards: partners s ≤ r; backwards: s ≥ r).
       let x4 = pack4(x);
