@@ -60,40 +60,42 @@ fn z_index(b: u32, t: u32, h: u32) -> u32 {
   return (b * p.seqLen + t) * p.heads + h;
 }
 
+// q and k rows (and dq, dk): vec4s for the rows variant with several rows per invocation (ROW_BLOCK, F a multiple of
+// 4), scalars otherwise.
+#if ROW_BLOCK
+alias QK = vec4<f32>;
+#else
+alias QK = f32;
+#endif
+
 #if PASS_FORWARD
-#if !ROW_BLOCK
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<QK>;
+@group(0) @binding(2) var<storage, read> k: array<QK>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> zinv: array<f32>;
 #endif
-#endif
 
 #if PASS_BWD_DQ
-#if !ROW_BLOCK
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<QK>;
+@group(0) @binding(2) var<storage, read> k: array<QK>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> y: array<f32>;
 @group(0) @binding(5) var<storage, read> zinv: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dq: array<QK>;
 @group(0) @binding(8) var<storage, read_write> dz: array<f32>;
-#endif
 #endif
 
 #if PASS_BWD_DKDV
-#if !ROW_BLOCK
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<QK>;
+@group(0) @binding(2) var<storage, read> k: array<QK>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> zinv: array<f32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read> dz: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dk: array<QK>;
 @group(0) @binding(8) var<storage, read_write> dv: array<f32>;
-#endif
 #endif
 
 #if TILED
@@ -398,12 +400,6 @@ fn fma_chain(a: vec4<f32>, b: vec4<f32>, s: f32) -> f32 {
 }
 
 #if PASS_FORWARD
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> zinv: array<f32>;
-
 @compute @workgroup_size(ROWS_PER_WG)
 fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -416,7 +412,7 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   for (var r = 0u; r < RB; r++) {
     let qOff = qk_offset(b, min(i0 + r, p.seqLen - 1u), h) / 4u;
     for (var a = 0u; a < F4; a++) {
-      qs[r][a] = q4[qOff + a] * p.scale;
+      qs[r][a] = q[qOff + a] * p.scale;
     }
   }
   var o: array<array<f32, DV>, RB>;
@@ -426,7 +422,7 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let kOff = qk_offset(b, j, h) / 4u;
     var kr: array<vec4<f32>, F4>;
     for (var a = 0u; a < F4; a++) {
-      kr[a] = k4[kOff + a];
+      kr[a] = k[kOff + a];
     }
     let vOff = v_offset(b, j, h);
     var vr: array<f32, DV>;
@@ -460,15 +456,6 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 #endif
 
 #if PASS_BWD_DQ
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read> y: array<f32>;
-@group(0) @binding(5) var<storage, read> zinv: array<f32>;
-@group(0) @binding(6) var<storage, read> dy: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq4: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> dz: array<f32>;
-
 @compute @workgroup_size(ROWS_PER_WG)
 fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -484,7 +471,7 @@ fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let i = min(i0 + r, p.seqLen - 1u);
     let qOff = qk_offset(b, i, h) / 4u;
     for (var a = 0u; a < F4; a++) {
-      qs[r][a] = q4[qOff + a] * p.scale;
+      qs[r][a] = q[qOff + a] * p.scale;
     }
     let vOff = v_offset(b, i, h);
     let zi = z_index(b, i, h);
@@ -506,7 +493,7 @@ fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let kOff = qk_offset(b, j, h) / 4u;
     var kr: array<vec4<f32>, F4>;
     for (var a = 0u; a < F4; a++) {
-      kr[a] = k4[kOff + a];
+      kr[a] = k[kOff + a];
     }
     let vOff = v_offset(b, j, h);
     var vr: array<f32, DV>;
@@ -535,9 +522,9 @@ fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       for (var a = 0u; a < F4; a++) {
         var g = acc[r][a] * p.scale;
 #if ACCUMULATE
-        g += dq4[qOff + a];
+        g += dq[qOff + a];
 #endif
-        dq4[qOff + a] = g;
+        dq[qOff + a] = g;
       }
     }
   }
@@ -545,15 +532,6 @@ fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #endif
 
 #if PASS_BWD_DKDV
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read> zinv: array<f32>;
-@group(0) @binding(5) var<storage, read> dy: array<f32>;
-@group(0) @binding(6) var<storage, read> dz: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dk4: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
-
 @compute @workgroup_size(ROWS_PER_WG)
 fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.y;
@@ -568,7 +546,7 @@ fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let j = min(j0 + r, p.seqLen - 1u);
     let kOff = qk_offset(b, j, h) / 4u;
     for (var a = 0u; a < F4; a++) {
-      kr[r][a] = k4[kOff + a];
+      kr[r][a] = k[kOff + a];
     }
     let vOff = v_offset(b, j, h);
     for (var c = 0u; c < DV; c++) {
@@ -582,7 +560,7 @@ fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let qOff = qk_offset(b, i, h) / 4u;
     var qs: array<vec4<f32>, F4>;
     for (var a = 0u; a < F4; a++) {
-      qs[a] = q4[qOff + a] * p.scale;
+      qs[a] = q[qOff + a] * p.scale;
     }
     let zi = z_index(b, i, h);
     let inv = zinv[zi];
@@ -619,9 +597,9 @@ fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
       for (var a = 0u; a < F4; a++) {
         var g = dkAcc[r][a];
 #if ACCUMULATE
-        g += dk4[kOff + a];
+        g += dk[kOff + a];
 #endif
-        dk4[kOff + a] = g;
+        dk[kOff + a] = g;
       }
       let vOff = v_offset(b, j, h);
       for (var c = 0u; c < DV; c++) {

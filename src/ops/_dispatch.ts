@@ -50,6 +50,13 @@ export function makeDispatch(
   };
 }
 
+/** Workgroup sizes of tree reductions must be powers of two: throws `label: name must be a power of two, got v`. */
+export function checkPowerOfTwo(label: string, name: string, value: number): void {
+  if (!(Number.isInteger(value) && value >= 1 && (value & (value - 1)) === 0)) {
+    throw new Error(`${label}: ${name} must be a power of two, got ${value}`);
+  }
+}
+
 export type UniformField = ["u32" | "i32" | "f32", number];
 
 /** Packs a uniform struct of 4-byte fields (padded to 16 bytes), in declaration order. */

@@ -17,6 +17,7 @@ import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
 import {
   ceilDiv,
+  checkPowerOfTwo,
   type Dispatch,
   grid1d,
   makeDispatch,
@@ -158,9 +159,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     // Lanes per softmax row: 8 on CPU rasterisers, where each barrier of the tree reduction is expensive (5.5 ms with
     // 64 lanes, 1.9 ms with 8 for 2048 rows of 256 on lavapipe).
     const softmaxLanes = args.softmaxLanes ?? (gpu.info.software ? 8 : ROW_WG);
-    if (!(Number.isInteger(softmaxLanes) && softmaxLanes >= 1 && (softmaxLanes & (softmaxLanes - 1)) === 0)) {
-      throw new Error(`${label}: softmaxLanes must be a power of two, got ${softmaxLanes}`);
-    }
+    checkPowerOfTwo(label, "softmaxLanes", softmaxLanes);
     const square = [ceilDiv(blocks, wgx), ceilDiv(blocks, wgy), B * H] as const;
     const perChannel = [ceilDiv(ceilDiv(dh, 4), wgx), ceilDiv(blocks, wgy), B * H] as const;
     const operand = (stride: number, offset: number, prefix: "A" | "B" | "X" | "Y") => ({

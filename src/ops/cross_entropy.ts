@@ -15,6 +15,7 @@ import { type Gpu, readTensorU32, writeTensor } from "../gpu/device.ts";
 import { matmul, type MatmulVariant } from "./matmul.ts";
 import {
   ceilDiv,
+  checkPowerOfTwo,
   type Dispatch,
   grid1d,
   makeDispatch,
@@ -183,9 +184,7 @@ export function createLmHeadXent(gpu: Gpu, label: string, args: LmHeadXentArgs):
   // Few lanes per row on CPU rasterisers, where every barrier of the tree reduction is expensive (rows pass: 256 lanes
   // 11 ms, 64 lanes 12.6 ms, 16 lanes 6.4 ms for 512 rows of 8192 on lavapipe).
   const rowWorkgroup = args.rowWorkgroup ?? (gpu.info.software ? 16 : WG);
-  if (!(Number.isInteger(rowWorkgroup) && rowWorkgroup >= 1 && (rowWorkgroup & (rowWorkgroup - 1)) === 0)) {
-    throw new Error(`${label}: rowWorkgroup must be a power of two, got ${rowWorkgroup}`);
-  }
+  checkPowerOfTwo(label, "rowWorkgroup", rowWorkgroup);
   const training = Boolean(args.dHidden || args.dEmb);
   const name = (what: string, c: number) => `${label}.${what}${chunks > 1 ? `.${c}` : ""}`;
 
