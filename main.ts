@@ -43,8 +43,9 @@ export async function main(args: string[]): Promise<number> {
       console.error(e.message);
       return 1;
     }
-    // Errors whose class says they are about user input (config/data validation) print without a stack.
-    if (e instanceof Error && /ConfigError|ValidationError|InputError/.test(e.name)) {
+    // Errors whose class says they are about user input (config/data validation, unusable paths, a config too large
+    // for the adapter) print without a stack.
+    if (e instanceof Error && /ConfigError|ValidationError|InputError|OutputPathError|TooLargeError/.test(e.name)) {
       console.error(`mqar ${name}: ${e.message}`);
       return 2;
     }

@@ -26,6 +26,10 @@ struct Params {
   accumulate: u32,
   // main_blocked: consecutive workgroups walk down m (1) or along n (0).
   mFastest: u32,
+  // Logical workgroups along x, and the dispatched x count: a grid wider than the per-dimension limit (the LM head's
+  // vocabulary columns) is folded into x and y and unfolded by logical_xy.
+  gridX: u32,
+  dispX: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -55,6 +59,12 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
 #endif
+
+// The logical (x, y) workgroup; without folding it is (wid.x, wid.y). Tiles past the logical grid fall outside M or N.
+fn logical_xy(wid: vec3<u32>) -> vec2<u32> {
+  let t = wid.x + wid.y * p.dispX;
+  return vec2<u32>(t % p.gridX, t / p.gridX);
+}
 
 // Where one (batch, split) pair of the grid's z index writes: its dense partial slice, or the output itself.
 fn out_base(batch: u32, split: u32) -> u32 {
@@ -136,18 +146,18 @@ fn fma_k4(acc: vec4<f32>, a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f
 // registers (nested loops over register arrays were 2× slower on llvmpipe).
 @compute @workgroup_size(BLOCK_WG_X, BLOCK_WG_Y)
 fn main_blocked(
-  @builtin(global_invocation_id) gid: vec3<u32>,
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
   let mFastest = p.mFastest != 0u;
-  let m0 = select(gid.y, wid.x * BLOCK_WG_Y + lid.y, mFastest) * TM;
-  let n0 = select(gid.x, wid.y * BLOCK_WG_X + lid.x, mFastest) * 8u;
+  let w = logical_xy(wid);
+  let m0 = (select(w.y, w.x, mFastest) * BLOCK_WG_Y + lid.y) * TM;
+  let n0 = (select(w.x, w.y, mFastest) * BLOCK_WG_X + lid.x) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
-  let split = gid.z % p.splits;
-  let batch = gid.z / p.splits;
+  let split = wid.z % p.splits;
+  let batch = wid.z / p.splits;
   let baseA = batch * p.strideA;
   let baseB = batch * p.strideB;
   let kBegin = split * p.kChunk;
@@ -385,8 +395,9 @@ fn main_tiled(
 ) {
   let split = wid.z % p.splits;
   let batch = wid.z / p.splits;
-  let mBase = wid.y * TILE;
-  let nBase = wid.x * TILE;
+  let w = logical_xy(wid);
+  let mBase = w.y * TILE;
+  let nBase = w.x * TILE;
   let baseA = batch * p.strideA;
   let baseB = batch * p.strideB;
   let kBegin = split * p.kChunk;

@@ -247,6 +247,9 @@ export async function loadGateInput(path: string): Promise<GateInput> {
         return gateInputFromBench(report, path);
       }
       if (looksLikeRunResult(parsed)) return gateInputFromResults([parsed], path);
+      if (Array.isArray(parsed) && parsed.length === 0) {
+        throw new GateInputError(`${path}: an empty list: no result records or bench cases to compare`);
+      }
       if (Array.isArray(parsed) && parsed.every(looksLikeRunResult)) return gateInputFromResults(parsed, path);
       if (!text.includes("\n{")) {
         throw new GateInputError(`${path}: neither a bench report (schema ${BENCH_SCHEMA}) nor result records`);
@@ -489,5 +492,8 @@ export function runGate(baseline: GateInput, current: GateInput, options: GateOp
   if (improvements.length) {
     notes.push(`${improvements.length} metric(s) improved beyond tolerance: refresh the baseline to lock the gains in`);
   }
-  return { comparisons, regressions, improvements, notes, passed: regressions.length === 0 };
+  // A gate that compared nothing (an empty baseline, no case in common, --only filtering everything) proves nothing.
+  const compared = comparisons.filter((c) => c.status !== "skipped").length;
+  if (compared === 0) notes.push("nothing was compared (no metric in common with the baseline): failing");
+  return { comparisons, regressions, improvements, notes, passed: regressions.length === 0 && compared > 0 };
 }

@@ -5,6 +5,7 @@
  * the accuracy tables and says so in its notes.
  */
 import { join } from "node:path";
+import { writeTextAtomic } from "../io/atomic.ts";
 import { toCsv } from "../report/csv.ts";
 import { fmtFixed, fmtInt, markdownTable, type Table } from "../report/markdown.ts";
 import { writeResultsFile } from "../sweep/results_file.ts";
@@ -320,7 +321,7 @@ export async function writeBenchOutputs(dir: string, report: BenchReport): Promi
   const paths: string[] = [];
   for (const [name, content] of files) {
     const path = join(dir, name);
-    await Deno.writeTextFile(path, content);
+    await writeTextAtomic(path, content);
     paths.push(path);
   }
   const resultsPath = join(dir, BENCH_FILES.results);

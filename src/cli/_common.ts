@@ -15,24 +15,55 @@ export interface Command {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** parseArgs with strict checking; unknown flags and missing values become UsageErrors naming the flag. */
+/**
+ * parseArgs with strict checking; unknown flags and missing values become UsageErrors naming the flag. A flag given
+ * twice is an error (parseArgs would silently keep the last) unless it is declared `multiple`. A value that looks like
+ * a negative number (`--lr -0.001`) is taken as the flag's value, so the flag's own range check explains it.
+ */
 export function parseFlags<O extends Options>(
   command: string,
   args: string[],
   options: O,
   allowPositionals = false,
 ) {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i])?.[1];
+    if (name && options[name]?.type === "string" && i + 1 < args.length && /^-(\d|\.\d)/.test(args[i + 1])) {
+      joined.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else joined.push(args[i]);
+  }
+  let parsed;
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals });
+    parsed = parseArgs({ args: joined, options, strict: true, allowPositionals, tokens: true });
   } catch (e) {
-    // node's parseArgs explains some mistakes over two lines ("--lr -1"); a user error stays one line.
+    // node's parseArgs explains some mistakes over two lines; a user error stays one line.
     const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, "").replace(/\s*\n\s*/g, " ");
     const known = Object.keys(options).map((k) => `--${k}`).join(", ");
     throw new UsageError(`${msg} (known flags for ${command}: ${known})`);
   }
+  const seen = new Map<string, string | undefined>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== "option" || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) {
+      const values = [seen.get(t.name), t.value].filter((v) => v !== undefined).map((v) => `"${v}"`);
+      throw new UsageError(
+        `--${t.name} is given more than once${values.length ? ` (${values.join(" and ")})` : ""}; give it once`,
+      );
+    }
+    seen.set(t.name, t.value);
+  }
+  return { values: parsed.values, positionals: parsed.positionals };
 }
 
-/** Parses a numeric flag value, naming the flag and the allowed range in the error. */
+const DECIMAL_INTEGER = /^[+-]?\d+$/;
+const DECIMAL_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * Parses a numeric flag value, naming the flag and the allowed range in the error. Integers must be plain decimal
+ * digits (no 0x10, 1.6e1 or 16.0); other numbers decimal, with an optional exponent (3e-3).
+ */
 export function numberFlag(
   flag: string,
   value: string | undefined,
@@ -40,12 +71,13 @@ export function numberFlag(
 ): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  const kind = opts.integer ? "an integer" : "a number";
+  const kind = opts.integer ? "an integer (decimal digits)" : "a number";
   const range = [
     opts.min !== undefined ? `${opts.exclusiveMin ? ">" : ">="} ${opts.min}` : "",
     opts.max !== undefined ? `<= ${opts.max}` : "",
   ].filter(Boolean).join(" and ");
-  const bad = value.trim() === "" || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) ||
+  const bad = !(opts.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(value) || !Number.isFinite(n) ||
+    (opts.integer && !Number.isSafeInteger(n)) ||
     (opts.min !== undefined && (opts.exclusiveMin ? n <= opts.min : n < opts.min)) ||
     (opts.max !== undefined && n > opts.max);
   if (bad) throw new UsageError(`--${flag}: got "${value}", expected ${kind}${range ? ` ${range}` : ""}`);

@@ -11,6 +11,8 @@ import {
 } from "../bench/throughput.ts";
 import { benchText, writeBenchOutputs } from "../bench/output.ts";
 import { type Command, listFlag, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
+import { checkOutputDir } from "../io/output_path.ts";
+import { writeTextAtomic } from "../io/atomic.ts";
 
 const D = BENCH_DEFAULTS;
 
@@ -122,11 +124,7 @@ export function benchSettingsFromArgs(args: string[]): { settings: BenchSettings
           cfg = makeModelConfig({ mixer, dModel: d, seqLen: L, vocabSize: settings.vocabSize });
         } catch (e) {
           if (!(e instanceof ModelConfigError)) throw e;
-          const flag = /vocab/i.test(e.message)
-            ? "--vocab-size"
-            : /seqLen/.test(e.message)
-            ? "--seq-lens"
-            : "--d-models";
+          const flag = e.field === "vocabSize" ? "--vocab-size" : e.field === "seqLen" ? "--seq-lens" : "--d-models";
           throw new UsageError(`${flag}: ${mixer} d=${d} L=${L}: ${e.message}`);
         }
         try {
@@ -165,6 +163,7 @@ export const benchCommand: Command = {
   usage: USAGE,
   async run(args) {
     const { settings, out, json } = benchSettingsFromArgs(args);
+    await checkOutputDir("--out", out);
     const peerFlag = parseFlagsOneLine("bench", args, FLAGS).values.peer;
     if (peerFlag !== undefined) return await runPeer(peerFlag, settings, out, json);
     const cases = settings.mixers.length * settings.dModels.length * settings.seqLens.length;
@@ -230,8 +229,7 @@ async function runPeer(peer: string, settings: BenchSettings, out: string, json:
       }
     }
   }
-  await Deno.mkdir(out, { recursive: true });
-  await Deno.writeTextFile(`${out}/peer-jaxjs.json`, JSON.stringify(rows, null, 2) + "\n");
+  await writeTextAtomic(`${out}/peer-jaxjs.json`, JSON.stringify(rows, null, 2) + "\n");
   if (json) printJson(rows);
   else console.log(`wrote ${out}/peer-jaxjs.json`);
   return 0;

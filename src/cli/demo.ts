@@ -6,8 +6,9 @@ import { acquireGpu } from "../gpu/device.ts";
 import { resolveRunConfig, type RunConfigInput } from "../train/config.ts";
 import type { RunResult } from "../train/result.ts";
 import { trainRun } from "../train/trainer.ts";
-import { writeTextAtomic } from "../train/atomic.ts";
-import { appendResult } from "../sweep/results_file.ts";
+import { writeTextAtomic } from "../io/atomic.ts";
+import { ResultsWriter } from "../sweep/results_file.ts";
+import { checkOutputDir } from "../io/output_path.ts";
 import { type Command, numberFlag, parseFlags } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
@@ -64,6 +65,18 @@ export const demoCommand: Command = {
     const { values } = parseFlags("demo", args, { budget: { type: "string" }, out: { type: "string" } });
     const budget = numberFlag("budget", values.budget, { min: 1 }) ?? 60;
     const outDir = values.out ?? "results/demo";
+    await checkOutputDir("--out", outDir);
+    const writer = await ResultsWriter.open(`${outDir}/results.jsonl`);
+    try {
+      return await runDemo(outDir, budget, writer);
+    } finally {
+      await writer.close();
+    }
+  },
+};
+
+async function runDemo(outDir: string, budget: number, writer: ResultsWriter): Promise<number> {
+  {
     const gpu = await acquireGpu();
     console.log(`mqar demo on ${gpu.info.description} (${gpu.info.backend}${gpu.info.software ? ", software" : ""})`);
     console.log(
@@ -71,7 +84,6 @@ export const demoCommand: Command = {
         `batch ${DEMO_CONFIG.batchSize}, lr ${DEMO_CONFIG.lr}; each mixer trains to > 0.99 or ${budget} s`,
     );
     const results: RunResult[] = [];
-    await Deno.mkdir(outDir, { recursive: true });
     {
       for (const mixer of DEMO_MIXERS) {
         const cfg = resolveRunConfig({ ...DEMO_CONFIG, mixer });
@@ -87,7 +99,7 @@ export const demoCommand: Command = {
             `tok/s, peak ${mib(result.peakBytes.total)} MiB`,
         );
         results.push(result);
-        await appendResult(`${outDir}/results.jsonl`, result);
+        await writer.append(result);
       }
     }
     const table = demoTable(results);
@@ -99,5 +111,5 @@ export const demoCommand: Command = {
     );
     console.log(`report: ${outDir}/demo.md (table), ${outDir}/results.jsonl (full result records)`);
     return 0;
-  },
-};
+  }
+}

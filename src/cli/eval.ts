@@ -35,7 +35,16 @@ export const evalCommand: Command = {
     }
     const stored: RunConfigInput[] = [];
     if (contents.metadata.config) {
-      stored.push(parseRunConfigInput(JSON.parse(contents.metadata.config), "checkpoint config"));
+      let json: unknown;
+      try {
+        json = JSON.parse(contents.metadata.config);
+      } catch (e) {
+        throw new UsageError(
+          `--checkpoint ${values.checkpoint}: __metadata__.config is not valid JSON (${(e as Error).message}); ` +
+            `expected the run config that \`mqar train --save\` stores there`,
+        );
+      }
+      stored.push(parseRunConfigInput(json, `--checkpoint ${values.checkpoint}: __metadata__.config`));
     }
     const cfg = resolveRunConfig(...stored, ...await runConfigFromFlags(values));
     const modelCfg = modelConfigOf(cfg);

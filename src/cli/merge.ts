@@ -2,6 +2,8 @@
 import { describeRun, mergeResults } from "../sweep/merge.ts";
 import { isResultsDirectory, readResultsAt, writeResultsFile } from "../sweep/results_file.ts";
 import { type Command, parseFlags, printJson, UsageError } from "./_common.ts";
+import { checkOutputFile } from "../io/output_path.ts";
+import { resolve } from "node:path";
 import { loadGrid } from "./sweep.ts";
 
 const USAGE = `Usage: mqar merge --out FILE [--config SWEEP.json] [--allow-missing] [--json] INPUT...
@@ -9,7 +11,8 @@ const USAGE = `Usage: mqar merge --out FILE [--config SWEEP.json] [--allow-missi
 Combines results files into one JSONL file with one record per run id. INPUTs are results files or directories
 (every *.jsonl inside, e.g. the results-<i>-of-<n>.jsonl files of a sharded sweep).
 
-  --out FILE         merged results file (written atomically; may be one of the inputs).
+  --out FILE         merged results file (written atomically; may be one of the inputs; an existing file holding
+                     runs that no input has is refused, since replacing it would drop them).
   --config FILE      the sweep config: lists grid runs that have no result ("missing") and records not in the grid.
   --allow-missing    exit 0 even when grid runs are missing or only have status "error" records.
   --json             print the merge report as JSON.
@@ -43,8 +46,21 @@ export const mergeCommand: Command = {
     if (await isResultsDirectory(values.out)) {
       throw new UsageError(`--out: got "${values.out}", expected a file path ending in .jsonl (not a directory)`);
     }
+    await checkOutputFile("--out", values.out);
     const grid = values.config ? (await loadGrid(values.config)).runs : undefined;
     const read = await readResultsAt(positionals);
+    // Replacing a file that is not one of the inputs must not drop runs that only it holds.
+    if (!read.files.some((f) => resolve(f) === resolve(values.out!))) {
+      const existing = await readResultsAt([values.out], { allowMissing: true });
+      const inputIds = new Set(read.results.map((r) => r.result.runId));
+      const dropped = existing.results.filter((r) => !inputIds.has(r.result.runId)).length;
+      if (dropped > 0) {
+        throw new UsageError(
+          `--out "${values.out}" exists and holds ${dropped} run(s) that no input has, which merging would drop; ` +
+            `add it as an input (merge into it) or choose a new file`,
+        );
+      }
+    }
     const merged = mergeResults(read.results, grid);
     await writeResultsFile(values.out, merged.results);
 

@@ -3,6 +3,7 @@ import { describeRun, mergeResults } from "../sweep/merge.ts";
 import { readResultsAt, ResultsInputError } from "../sweep/results_file.ts";
 import { buildReport, writeReport } from "../report/report.ts";
 import { type Command, parseFlags, printJson, UsageError } from "./_common.ts";
+import { checkOutputDir } from "../io/output_path.ts";
 
 const USAGE = `Usage: mqar report --results FILE_OR_DIR [--results FILE_OR_DIR ...] --out DIR [--title TEXT] [--json]
 
@@ -34,6 +35,7 @@ export const reportCommand: Command = {
     const inputs = values.results ?? [];
     if (inputs.length === 0) throw new UsageError("--results is required (a results file or directory; repeatable)");
     if (!values.out) throw new UsageError("--out is required (the report directory)");
+    await checkOutputDir("--out", values.out);
     const read = await readResultsAt(inputs);
     const merged = mergeResults(read.results);
     if (merged.results.length === 0) {

@@ -21,6 +21,8 @@ import {
 import { resultsTargetFile } from "../sweep/results_file.ts";
 import { parseShard, selectShard, type Shard, shardLabel } from "../sweep/shard.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
+import { checkOutputFile } from "../io/output_path.ts";
+import { resolve } from "node:path";
 
 const USAGE = `Usage: mqar sweep --config SWEEP.json --out PATH [--shard i/n] [--dry-run] [--json]
                   [--tokens-per-s N] [--continue-on-error]
@@ -97,13 +99,20 @@ export interface TrainerOptions {
   quiet: boolean;
 }
 
+/** A trainer, optionally with a check that a run fits the hardware (asked for every run before the first one trains). */
+export type Trainer = RunOne & { fitProblem?: (cfg: RunConfig) => string | null };
+
 /** The real trainer: acquires the GPU once and trains each run with src/train/trainer.ts. */
-export async function loadGpuTrainer(opts: TrainerOptions): Promise<RunOne> {
+export async function loadGpuTrainer(opts: TrainerOptions): Promise<Trainer> {
   // Imported on demand so `merge`, `report` and dry runs never load the GPU stack.
-  const [{ acquireGpu }, { trainRun }] = await Promise.all([import("../gpu/device.ts"), import("../train/trainer.ts")]);
+  const [{ acquireGpu }, { trainRun }, { adapterFitProblem }] = await Promise.all([
+    import("../gpu/device.ts"),
+    import("../train/trainer.ts"),
+    import("./_adapter_fit.ts"),
+  ]);
   const gpu = await acquireGpu();
   if (!opts.quiet) console.error(`training on ${gpu.info.description} (${gpu.info.backend})`);
-  return async (cfg) => {
+  const run: Trainer = async (cfg) => {
     const outcome = await trainRun(gpu, cfg, {
       onEpoch: opts.quiet ? undefined : (e) =>
         console.error(
@@ -114,13 +123,15 @@ export async function loadGpuTrainer(opts: TrainerOptions): Promise<RunOne> {
     outcome.release();
     return outcome.result;
   };
+  run.fitProblem = (cfg) => adapterFitProblem(gpu, cfg);
+  return run;
 }
 
 /**
  * Builds the command around a trainer. `loadRunOne` is called once, only when there is something to train, so a
  * dry run never initialises the GPU.
  */
-export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<RunOne>): Command {
+export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<Trainer>): Command {
   return {
     name: "sweep",
     summary: "run (or resume, or one shard of) a sweep grid, appending one result line per run",
@@ -150,6 +161,12 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
       const shard: Shard | undefined = values.shard ? parseShard(values.shard) : undefined;
       const { runs: grid } = await loadGrid(values.config);
       const runs = shard ? selectShard(grid, shard) : grid;
+      // The results file is checked before any run (and before a dry run reports on it).
+      const target = await resultsTargetFile(values.results, shard);
+      if (resolve(target) === resolve(values.config)) {
+        throw new UsageError(`--out "${values.results}" is the sweep config itself; give a results file or directory`);
+      }
+      await checkOutputFile(values.out ? "--out" : "--results", target);
       const scope = shard
         ? `shard ${shardLabel(shard)}: ${runs.length} of ${grid.length} grid runs`
         : `${grid.length} grid runs`;
@@ -210,7 +227,8 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
       } catch {
         // Signals are unavailable on some platforms; Ctrl-C then ends the process (finished results are safe).
       }
-      let runOne: RunOne | null = null;
+      let runOne: Trainer | null = null;
+      const loadOnce = async () => runOne ??= await loadRunOne({ quiet: Boolean(values.json) });
       const started = performance.now();
       let wallSum = 0;
       try {
@@ -220,10 +238,14 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
           shard,
           signal: controller.signal,
           continueOnError: values["continue-on-error"],
-          runOne: async (cfg, ctx) => {
-            runOne ??= await loadRunOne({ quiet: Boolean(values.json) });
-            return runOne(cfg, ctx);
+          preflight: async (todo) => {
+            const trainer = await loadOnce();
+            for (const run of todo) {
+              const problem = trainer.fitProblem?.(run.config);
+              if (problem) throw new UsageError(`run ${run.runId} (${describeRun(run.config)}): ${problem}`);
+            }
           },
+          runOne: async (cfg, ctx) => (await loadOnce())(cfg, ctx),
           onProgress: (e) => {
             if (values.json) return;
             if (e.kind === "resume") {
@@ -250,7 +272,7 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
           },
         });
         const result = {
-          resultsFile: summary.file,
+          resultsFile: summary.fileExists ? summary.file : null,
           total: summary.total,
           skipped: summary.skipped,
           completed: summary.completed.length,
@@ -267,7 +289,8 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<R
             `${result.completed} run${
               result.completed === 1 ? "" : "s"
             } finished, ${result.skipped} skipped (already done), ` +
-              `${result.failed.length} failed${result.aborted ? ", stopped early" : ""}; results in ${summary.file}`,
+              `${result.failed.length} failed${result.aborted ? ", stopped early" : ""}; ` +
+              (summary.fileExists ? `results in ${summary.file}` : "no results written"),
           );
         }
         return result.failed.length || result.aborted ? 1 : 0;

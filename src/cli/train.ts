@@ -1,18 +1,23 @@
 /** `mqar train`: one run from a JSON config and/or flags; writes the result record, optionally a checkpoint. */
 import { acquireGpu } from "../gpu/device.ts";
-import { writeSafetensors } from "../train/safetensors.ts";
-import { toStateDict } from "../train/safetensors.ts";
+import { notACheckpoint, toStateDict, writeSafetensors } from "../train/safetensors.ts";
 import {
   loadRunConfigFile,
   modelConfigOf,
   parseRunConfigInput,
   resolveRunConfig,
+  RunConfigError,
   type RunConfigInput,
 } from "../train/config.ts";
 import type { RunResult } from "../train/result.ts";
 import { trainRun } from "../train/trainer.ts";
-import { writeJsonAtomic } from "../train/atomic.ts";
-import { type Command, numberFlag, parseFlags, printJson } from "./_common.ts";
+import { computeRunId } from "../train/run_id.ts";
+import { notASingleRecord } from "../sweep/results_file.ts";
+import { checkOutputFile } from "../io/output_path.ts";
+import { resolve } from "node:path";
+import { adapterFitProblem } from "./_adapter_fit.ts";
+import { writeJsonAtomic } from "../io/atomic.ts";
+import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
 /** Flags shared by `train` and `eval` that map onto RunConfig fields. */
@@ -101,7 +106,16 @@ export const trainCommand: Command = {
       json: { type: "boolean" },
     });
     const cfg = resolveRunConfig(...await runConfigFromFlags(values));
+    // Every output is checked before the GPU is touched: the work must never be lost at the end.
+    const out = values.out ?? `results/runs/${computeRunId(cfg)}.json`;
+    if (values.save && resolve(values.save) === resolve(out)) {
+      throw new UsageError(`--save and --out both name "${values.save}": the weights and the record need two files`);
+    }
+    await checkOutputFile("--out", out, { existing: notASingleRecord });
+    if (values.save) await checkOutputFile("--save", values.save, { existing: notACheckpoint });
     const gpu = await acquireGpu();
+    const misfit = adapterFitProblem(gpu, cfg);
+    if (misfit) throw new RunConfigError(misfit);
     const progress = new ProgressPrinter(`train ${cfg.mixer}`);
     if (!values.json) {
       console.error(
@@ -121,19 +135,31 @@ export const trainCommand: Command = {
     });
     progress.done();
     const r = outcome.result;
+    // Both outputs are attempted even if one fails (a full disk, a path removed meanwhile): keep what can be kept.
+    const failures: string[] = [];
     if (values.save && outcome.params) {
-      const { tensors, metadata } = toStateDict(modelConfigOf(cfg), await outcome.params.download());
-      await writeSafetensors(values.save, tensors, { ...metadata, run_id: r.runId, config: JSON.stringify(cfg) });
-      if (!values.json) console.error(`saved weights to ${values.save}`);
+      try {
+        const { tensors, metadata } = toStateDict(modelConfigOf(cfg), await outcome.params.download());
+        await writeSafetensors(values.save, tensors, { ...metadata, run_id: r.runId, config: JSON.stringify(cfg) });
+        if (!values.json) console.error(`saved weights to ${values.save}`);
+      } catch (e) {
+        failures.push(`could not save the weights to ${values.save}: ${(e as Error).message}`);
+      }
     }
     outcome.release();
-    const out = values.out ?? `results/runs/${r.runId}.json`;
-    await writeJsonAtomic(out, r);
+    try {
+      await writeJsonAtomic(out, r);
+    } catch (e) {
+      failures.push(`could not write the result record to ${out}: ${(e as Error).message}`);
+      if (!values.json) console.log(JSON.stringify(r)); // the record itself, so the run is not lost
+    }
     if (values.json) printJson(r);
     else {
       console.log(summaryLine(r));
-      console.log(`result record: ${out}`);
+      if (!failures.some((f) => f.includes(out))) console.log(`result record: ${out}`);
     }
+    for (const f of failures) console.error(`mqar train: ${f}`);
+    if (failures.length) return 1;
     return r.status === "ok" ? 0 : 1;
   },
 };

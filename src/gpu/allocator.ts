@@ -64,11 +64,19 @@ export function paddedBytes(elements: number): number {
   return Math.max(16, Math.ceil((elements * 4) / 16) * 16);
 }
 
+/** A buffer larger than the adapter's binding limit: raised at allocation instead of a silent validation error. */
+export class BufferTooLargeError extends Error {
+  override name = "BufferTooLargeError";
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
 export class BufferAllocator {
   readonly ledger = new ByteLedger();
   readonly #live = new Map<GPUBuffer, Tensor>();
 
-  constructor(readonly device: GPUDevice) {}
+  /** `maxBindingBytes`: the largest buffer a storage binding takes (a larger one would fail validation silently). */
+  constructor(readonly device: GPUDevice, readonly maxBindingBytes = Infinity) {}
 
   /** Allocates a zero-initialised f32/u32/i32 storage buffer of `shape`. */
   tensor(label: string, shape: readonly number[], category: Category, extraUsage = 0): Tensor {
@@ -77,6 +85,12 @@ export class BufferAllocator {
     }
     const length = shape.reduce((a, b) => a * b, 1);
     const bytes = paddedBytes(length);
+    if (bytes > this.maxBindingBytes) {
+      throw new BufferTooLargeError(
+        `tensor ${label} [${shape.join(", ")}]: ${mib(bytes)} is more than this adapter binds in one buffer ` +
+          `(${mib(this.maxBindingBytes)}); use a smaller configuration`,
+      );
+    }
     const buffer = this.device.createBuffer({
       label,
       size: bytes,

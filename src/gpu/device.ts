@@ -158,7 +158,10 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
     features,
     subgroupsNeedEnable,
     limits: deviceLimits,
-    allocator: new BufferAllocator(device),
+    allocator: new BufferAllocator(
+      device,
+      Math.min(deviceLimits.maxBufferSize ?? Infinity, deviceLimits.maxStorageBufferBindingSize ?? Infinity),
+    ),
     pipelines: new PipelineCache(device, enables),
   };
 }

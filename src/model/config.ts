@@ -51,6 +51,10 @@ export type ModelConfigInput = Pick<ModelConfig, "mixer" | "dModel" | "seqLen"> 
 /** A user-facing configuration error: the message names the field, the value and what is allowed. */
 export class ModelConfigError extends Error {
   override name = "ModelConfigError";
+  /** The field to change (the message names it too). */
+  constructor(message: string, readonly field?: keyof ArchConfig) {
+    super(message);
+  }
 }
 
 export function isMixerName(name: string): name is MixerName {
@@ -118,7 +122,7 @@ export function validateArchConfig(cfg: ArchConfig): void {
   for (const field of ["dModel", "seqLen", "vocabSize", "numHeads", "featureDim", "attnHeads"] as const) {
     const value: unknown = cfg[field];
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-      throw new ModelConfigError(`${field}: ${JSON.stringify(value)} must be a positive integer`);
+      throw new ModelConfigError(`${field}: ${JSON.stringify(value)} must be a positive integer`, field);
     }
   }
   const { dModel, numHeads, attnHeads } = cfg;
@@ -126,22 +130,27 @@ export function validateArchConfig(cfg: ArchConfig): void {
     throw new ModelConfigError(
       `dModel: ${dModel} is too small for ${cfg.mixer}: the value head dim floor(dModel/numHeads) = ` +
         `floor(${dModel}/${numHeads}) must be at least 1, so dModel must be >= ${numHeads}`,
+      "dModel",
     );
   }
   if (isSoftmaxAttention(cfg.mixer) && dModel % attnHeads !== 0) {
     throw new ModelConfigError(
       `attnHeads: ${attnHeads} must divide dModel = ${dModel} for ${cfg.mixer} (head dim = dModel/attnHeads)`,
+      "attnHeads",
     );
   }
   if ((cfg.mixer === "rwkv" || cfg.mixer === "conv_rwkv") && dModel < 2) {
     // RWKV's time_decay init divides by (d - 1).
-    throw new ModelConfigError(`dModel: ${dModel} must be >= 2 for ${cfg.mixer}`);
+    throw new ModelConfigError(`dModel: ${dModel} must be >= 2 for ${cfg.mixer}`, "dModel");
   }
   // Every element count must stay an exact integer in a float64 and fit one WebGPU-sized Float32Array.
-  const largest = Math.max(cfg.vocabSize, cfg.seqLen) * dModel;
+  const field = cfg.seqLen > cfg.vocabSize ? "seqLen" : "vocabSize";
+  const largest = cfg[field] * dModel;
   if (largest > 2 ** 31 - 1) {
     throw new ModelConfigError(
-      `vocabSize/seqLen x dModel = ${largest} elements is too large for one tensor (limit ${2 ** 31 - 1})`,
+      `${field}: ${cfg[field]} x dModel ${dModel} = ${largest} elements is too large for one tensor ` +
+        `(limit ${2 ** 31 - 1}: ${field} <= ${Math.floor((2 ** 31 - 1) / dModel)} at this dModel)`,
+      field,
     );
   }
 }

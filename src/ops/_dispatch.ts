@@ -95,6 +95,23 @@ export function submit(gpu: Gpu, dispatches: readonly Dispatch[]): void {
 
 export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 
+/**
+ * A 2-D grid of `x` × `y` logical workgroups as dispatched: unchanged when both fit the per-dimension limit, else the
+ * x·y workgroups numbered row by row and refolded into `dispX` columns (the kernel recovers its logical position from
+ * `t = wid.x + wid.y·dispX` as `(t % x, t / x)`; the few workgroups past x·y fall outside the grid).
+ */
+export function foldGrid2d(
+  gpu: Gpu,
+  x: number,
+  y: number,
+): { dispatch: [number, number]; gridX: number; dispX: number } {
+  const max = gpu.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+  if (x <= max && y <= max) return { dispatch: [x, y], gridX: x, dispX: x };
+  const total = x * y;
+  const dispX = Math.min(total, max);
+  return { dispatch: [dispX, Math.ceil(total / dispX)], gridX: x, dispX };
+}
+
 /** Splits a 1-D workgroup count over x and y so neither exceeds the per-dimension limit. */
 export function grid1d(gpu: Gpu, workgroups: number): [number, number] {
   const max = gpu.limits.maxComputeWorkgroupsPerDimension ?? 65535;

@@ -1,7 +1,7 @@
 /** Batched matmul family: X·Wᵀ+b (linear forward), dY·W (input grad), dYᵀ·X (weight grad). */
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { ceilDiv, type Dispatch, grid1d, makeDispatch, makeUniform } from "./_dispatch.ts";
+import { ceilDiv, type Dispatch, foldGrid2d, grid1d, makeDispatch, makeUniform } from "./_dispatch.ts";
 
 /**
  * "blocked": TM×8 outputs per invocation held in registers, no workgroup memory (CPU rasterisers).
@@ -135,6 +135,13 @@ export function matmul(gpu: Gpu, label: string, args: MatmulArgs): Dispatch {
   // hot in cache while A's rows stream past, which pays when B is the larger operand (N > M, e.g. the LM head's
   // logits, +13% on llvmpipe); otherwise columns go first (linear layers: 15% faster that way). Blocked only.
   const mFastest = variant === "blocked" && N > M;
+  const [wgX, wgY] = args.blockWorkgroup ?? blockedWorkgroup(gpu);
+  const logical: [number, number] = variant === "tiled"
+    ? [ceilDiv(N, 64), ceilDiv(M, 64)]
+    : mFastest
+    ? [ceilDiv(M, blockRows * wgY), ceilDiv(N, 8 * wgX)]
+    : [ceilDiv(N, 8 * wgX), ceilDiv(M, blockRows * wgY)];
+  const grid = foldGrid2d(gpu, ...logical);
   const uniform = makeUniform(gpu, `${label}.params`, [
     ["u32", M],
     ["u32", N],
@@ -148,6 +155,8 @@ export function matmul(gpu: Gpu, label: string, args: MatmulArgs): Dispatch {
     ["u32", batch],
     ["u32", args.accumulate ? 1 : 0],
     ["u32", mFastest ? 1 : 0],
+    ["u32", grid.gridX],
+    ["u32", grid.dispX],
   ]);
   const partials = split ? gpu.allocator.tensor(`${label}.splitK`, [splits, batch, M, N], "workspace") : undefined;
   const common = {
@@ -168,12 +177,10 @@ export function matmul(gpu: Gpu, label: string, args: MatmulArgs): Dispatch {
     // BK: 16 normally; 4 on GL llvmpipe, whose shader compiler is very slow on large workgroup arrays.
     const BK = gpu.info.software && gpu.info.backend === "gl" ? 4 : 16;
     main = makeDispatch(gpu, label, "matmul", "main_tiled", { TILED: true, BK, ...common }, mainBindings, [
-      ceilDiv(N, 64),
-      ceilDiv(M, 64),
+      ...grid.dispatch,
       batch * splits,
     ]);
   } else {
-    const [wgX, wgY] = args.blockWorkgroup ?? blockedWorkgroup(gpu);
     main = makeDispatch(
       gpu,
       label,
@@ -181,9 +188,7 @@ export function matmul(gpu: Gpu, label: string, args: MatmulArgs): Dispatch {
       "main_blocked",
       { TM: blockRows, WG_X: wgX, WG_Y: wgY, ...common },
       mainBindings,
-      mFastest
-        ? [ceilDiv(M, blockRows * wgY), ceilDiv(N, 8 * wgX), batch * splits]
-        : [ceilDiv(N, 8 * wgX), ceilDiv(M, blockRows * wgY), batch * splits],
+      [...grid.dispatch, batch * splits],
     );
   }
   if (!split) return main;

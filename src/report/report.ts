@@ -3,6 +3,7 @@
  * `buildReport` is pure (records in, file contents out); `writeReport` puts the files in a directory.
  */
 import { join } from "node:path";
+import { writeTextAtomic } from "../io/atomic.ts";
 import type { RunResult } from "../train/result.ts";
 import { type ArchName, makeArchConfig } from "../model/config.ts";
 import { paramCount } from "../model/param_count.ts";
@@ -597,7 +598,7 @@ export async function writeReport(dir: string, output: ReportOutput): Promise<st
   const paths: string[] = [];
   for (const f of output.files) {
     const path = join(dir, f.name);
-    await Deno.writeTextFile(path, f.content);
+    await writeTextAtomic(path, f.content);
     paths.push(path);
   }
   return paths;

@@ -6,6 +6,8 @@ import { z } from "zod";
 import { MIXERS } from "../model/config.ts";
 import type { RunConfig } from "../train/result.ts";
 import { computeRunId } from "../train/run_id.ts";
+import { paperMicroBatch } from "../train/config.ts";
+import { type JsonInputError, parseJsonStrict } from "../io/strict_json.ts";
 
 /** Mixer names accepted when the caller passes none: the trainable mixers of src/model/config.ts. */
 export const DEFAULT_MIXERS: readonly string[] = MIXERS;
@@ -18,10 +20,8 @@ export function paperNumKvPairs(seqLen: number): number {
   return seqLen === 128 ? 16 : Math.floor(seqLen / 4);
 }
 
-/** The paper's micro-batch: 256 // (L // 512) for L ≥ 512 (gradient accumulation), the whole batch below. */
-export function paperMicroBatchSize(seqLen: number, batchSize: number): number {
-  return seqLen >= 512 ? Math.min(batchSize, Math.floor(256 / Math.floor(seqLen / 512))) : batchSize;
-}
+/** The paper's micro-batch (gradient accumulation): the one rule of src/train/config.ts. */
+export const paperMicroBatchSize = paperMicroBatch;
 
 /** A bad sweep config: every problem found, one per line, each naming the field, the value and what is allowed. */
 export class SweepConfigError extends Error {
@@ -361,9 +361,9 @@ export async function loadSweepConfig(
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonStrict(text, path);
   } catch (e) {
-    throw new SweepConfigError([{ path: "", message: `not valid JSON: ${(e as Error).message}` }], path);
+    throw new SweepConfigError([{ path: "", message: (e as JsonInputError).detail }], path);
   }
   return parseSweepConfig(raw, { ...opts, source: path });
 }

@@ -2,10 +2,11 @@
  * Results files: JSON Lines, one RunResult per line, appended as each run finishes.
  *
  * Crash safety: a record is written as one `write` of the whole line (newline included) on a file opened for append,
- * then fsynced, so a crash leaves at most one torn line, and only at the end. Readers ignore an invalid last line
- * (returning a warning) but treat an invalid line anywhere else as corruption, reported with its line number.
- * Before appending, a torn tail is truncated away (and a valid last line lacking its newline gets one), so a new
- * record never glues onto a fragment. One writer per file: parallel shards write to separate files.
+ * then fsynced, so a crash leaves at most one torn line, and only at the end: bytes after the last newline. That torn
+ * tail is the only thing readers skip (with a warning) and the only thing a writer removes (ResultsWriter). Every
+ * complete line must be a record: anything else, anywhere, is refused with its line number and the file is left as it
+ * is, so a results path that names someone's notes or config never loses a byte. One writer per file, enforced by an
+ * exclusive lock; parallel shards write to separate files.
  *
  * Paths: an existing file, or a path ending in ".jsonl", is a results file. Any other path is a results directory
  * (created on demand) holding `results.jsonl` for an unsharded sweep and `results-<i>-of-<n>.jsonl` for shard i/n.
@@ -13,6 +14,7 @@
  */
 import { z } from "zod";
 import { dirname, join } from "node:path";
+import { writeTextAtomic } from "../io/atomic.ts";
 import { RESULT_SCHEMA_VERSION, type RunResult } from "../train/result.ts";
 import type { Shard } from "./shard.ts";
 
@@ -74,6 +76,18 @@ const runResultSchema = z.looseObject({
   finishedAt: z.string(),
 });
 
+/** What a JSON value that is not a current result record is, for messages (and which command reads it). */
+function describeJson(value: unknown): string | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const v = value as Record<string, unknown>;
+  if (v.schema === "mqar-bench/1") return "a bench report (bench.json, read by `mqar gate --current`)";
+  if (typeof v.schema === "number" && v.schema !== RESULT_SCHEMA_VERSION && "runId" in v) {
+    return `a result record of schema ${v.schema}; this version of mqar reads schema ${RESULT_SCHEMA_VERSION}`;
+  }
+  if ("mixers" in v && "dModels" in v) return "a sweep config (read by `mqar sweep --config`)";
+  return null;
+}
+
 /** Parses one line; returns the record or a short reason it is not one. */
 export function parseResultLine(line: string): { ok: true; result: RunResult } | { ok: false; reason: string } {
   let value: unknown;
@@ -84,6 +98,8 @@ export function parseResultLine(line: string): { ok: true; result: RunResult } |
   }
   const parsed = runResultSchema.safeParse(value);
   if (!parsed.success) {
+    const known = describeJson(value);
+    if (known) return { ok: false, reason: known };
     const first = parsed.error.issues[0];
     const where = first.path.length ? first.path.join(".") : "record";
     return { ok: false, reason: `not a result record: ${where}: ${first.message}` };
@@ -95,33 +111,97 @@ export interface ReadResults {
   results: RunResult[];
   /** Recoverable problems (torn last line), for the caller to show. */
   warnings: string[];
+  /** Byte offset where a torn tail starts (bytes after the last newline that are not a record), else null. */
+  tornTailAt: number | null;
+  /** The text ends with a valid record that lacks its newline (an append must start with one). */
+  needsNewline: boolean;
+  /** The file is one pretty-printed record (as `mqar train --out` writes), not JSON Lines: readable, not appendable. */
+  singleRecord: boolean;
 }
 
-/** Parses the text of a results file; `source` names it in messages. */
+/** What every record line starts with (JSON.stringify keeps the key order of RunResult). */
+const RECORD_PREFIX = '{"schema":';
+
+/** A fragment that a write of one of our records, cut short, can leave: a prefix of a record line. */
+function looksTorn(tail: string): boolean {
+  const t = tail.trimStart();
+  return t === "" || t.startsWith(RECORD_PREFIX) || RECORD_PREFIX.startsWith(t);
+}
+
+const utf8Length = (text: string) => new TextEncoder().encode(text).length;
+
+/**
+ * Parses the text of a results file (JSON Lines, one record per line); `source` names it in messages.
+ * Only a torn tail is tolerated: bytes after the last newline that do not parse (a write cut short can leave nothing
+ * else), reported as a warning. Any complete line that is not a record, at the end or in the middle, is an error with
+ * its line number; so is a file that holds no record but is not empty, unless it is one pretty-printed record.
+ */
 export function parseResultsText(text: string, source: string): ReadResults {
   const lines = text.split("\n");
-  let last = lines.length - 1;
-  while (last >= 0 && lines[last].trim() === "") last--;
+  const tail = lines.pop()!; // after the last newline ("" when the text ends with one)
   const results: RunResult[] = [];
-  const warnings: string[] = [];
-  for (let i = 0; i <= last; i++) {
+  const read: ReadResults = {
+    results,
+    warnings: [],
+    tornTailAt: null,
+    needsNewline: false,
+    singleRecord: false,
+  };
+  for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === "") continue;
     const r = parseResultLine(lines[i]);
     if (r.ok) {
       results.push(r.result);
-    } else if (i === last) {
-      warnings.push(
-        `${source}:${i + 1}: ignored an incomplete or invalid last line (${r.reason}); ` +
-          `probably a run interrupted while writing — it will be rerun on resume`,
+      continue;
+    }
+    if (results.length === 0) {
+      const whole = parseWholeDocument(text);
+      if (whole.record) return { ...read, results: [whole.record], singleRecord: true };
+      if (whole.what) {
+        throw new ResultsInputError(
+          `${source}: ${whole.what}, not a results file (JSON Lines: one result record per line)`,
+        );
+      }
+    }
+    throw new ResultsInputError(
+      `${source}:${i + 1}: line ${i + 1} is not a result record (${r.reason}); a results file holds only result ` +
+        `records, one per line, so it was left as it is: fix or remove that line, or give another path`,
+    );
+  }
+  if (tail.trim() !== "") {
+    const r = parseResultLine(tail);
+    if (r.ok) {
+      results.push(r.result);
+      read.needsNewline = true;
+    } else if (results.length > 0 || looksTorn(tail)) {
+      read.tornTailAt = utf8Length(text.slice(0, text.length - tail.length));
+      read.warnings.push(
+        `${source}:${lines.length + 1}: ignored a torn last line (${utf8Length(tail)} bytes after the last newline: ` +
+          `${r.reason}); probably a run interrupted while writing — it will be rerun on resume`,
       );
     } else {
       throw new ResultsInputError(
-        `${source}:${i + 1}: invalid line in the middle of a results file (${r.reason}); ` +
-          `the file is corrupt: fix or delete that line (records after it are intact)`,
+        `${source}: does not look like a results file (no result record in it, and its text is not one: ` +
+          `${r.reason}); it was left as it is: give a new path, an existing results file or a directory`,
       );
     }
+  } else if (tail !== "") {
+    read.tornTailAt = utf8Length(text.slice(0, text.length - tail.length)); // whitespace without a newline: nothing to keep
   }
-  return { results, warnings };
+  return read;
+}
+
+/** The whole text as one JSON document: a record (a `train --out` file), or a description of what it is. */
+function parseWholeDocument(text: string): { record?: RunResult; what?: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  const parsed = runResultSchema.safeParse(value);
+  if (parsed.success) return { record: parsed.data as unknown as RunResult };
+  return { what: describeJson(value) ?? "one JSON document" };
 }
 
 /** Reads one results file (see parseResultsText). A missing file is a ResultsInputError. */
@@ -155,13 +235,6 @@ export async function isResultsDirectory(path: string): Promise<boolean> {
 export async function resultsTargetFile(path: string, shard?: Shard): Promise<string> {
   if (!(await isResultsDirectory(path))) return path;
   return join(path, shard && shard.count > 1 ? shardResultsFileName(shard) : RESULTS_FILE_NAME);
-}
-
-/** resultsTargetFile, after creating the directory it lives in. */
-export async function resultsWriteFile(path: string, shard?: Shard): Promise<string> {
-  const file = await resultsTargetFile(path, shard);
-  await Deno.mkdir(dirname(file), { recursive: true });
-  return file;
 }
 
 /** The results files at `path`: the file itself, or every *.jsonl in a directory; [] when nothing exists there yet. */
@@ -208,33 +281,111 @@ export async function readResultsAt(
   return { results, warnings, files };
 }
 
-const TAIL_CHUNK = 64 * 1024;
-
-/** Byte offset where the last line of the file starts (just after the previous newline), reading backwards. */
-async function lastLineStart(file: Deno.FsFile, contentEnd: number): Promise<number> {
-  let end = contentEnd;
-  const buf = new Uint8Array(TAIL_CHUNK);
-  while (end > 0) {
-    const start = Math.max(0, end - TAIL_CHUNK);
-    const want = end - start;
-    await file.seek(start, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < want) {
-      const n = await file.read(buf.subarray(got, want));
-      if (n === null) break;
-      got += n;
-    }
-    for (let i = got - 1; i >= 0; i--) if (buf[i] === 0x0a) return start + i + 1;
-    end = start;
-  }
-  return 0;
+/** Another process holds the results file: one line, exit code 2; nothing was trained. */
+export class ResultsLockedError extends ResultsInputError {
+  override name = "ResultsLockedInputError";
 }
 
-async function readRange(file: Deno.FsFile, start: number, end: number): Promise<string> {
-  const buf = new Uint8Array(end - start);
-  await file.seek(start, Deno.SeekMode.Start);
+/**
+ * The one appender of a results file. Opening it validates the whole file (anything but a torn tail is refused with
+ * its line number and left untouched), takes an exclusive lock for as long as it is open (a second sweep on the same
+ * file fails at once instead of training every run twice), and cuts a torn tail away. Each record is then one write of
+ * the whole line on the O_APPEND descriptor, fsynced, so a crash leaves at most one torn line, and only at the end.
+ * A file this writer created and never wrote to is removed again on close.
+ */
+export class ResultsWriter {
+  #written = 0;
+  #needsNewline: boolean;
+  private constructor(
+    readonly path: string,
+    readonly file: Deno.FsFile,
+    readonly existing: ReadResults,
+    readonly repaired: string | null,
+    readonly created: boolean,
+  ) {
+    this.#needsNewline = existing.needsNewline;
+  }
+
+  static async open(path: string): Promise<ResultsWriter> {
+    await Deno.mkdir(dirname(path), { recursive: true });
+    for (let attempt = 0;; attempt++) {
+      const before = await statOrNull(path);
+      if (before && !before.isFile) {
+        throw new ResultsInputError(`${path}: not a regular file, so it cannot hold results`);
+      }
+      const file = await Deno.open(path, { read: true, append: true, create: true });
+      try {
+        if (!(await file.tryLock(true))) {
+          throw new ResultsLockedError(
+            `${path}: another mqar process (a sweep or a demo) is writing this results file; wait for it to finish ` +
+              `or give this one another --out (parallel shards use one file each: --shard i/n on a directory)`,
+          );
+        }
+        // The path may have been replaced (merge --out renames over it) between open and lock: retry on the new file.
+        const [opened, now] = [await file.stat(), await statOrNull(path)];
+        if (!now || now.ino !== opened.ino || now.dev !== opened.dev) {
+          if (attempt < 5) {
+            file.close();
+            continue;
+          }
+          throw new ResultsInputError(`${path}: the file keeps being replaced by another process`);
+        }
+        const text = await readAll(file, opened.size);
+        const existing = parseResultsText(text, path);
+        if (existing.singleRecord) {
+          throw new ResultsInputError(
+            `${path}: one result record as \`mqar train --out\` writes it (pretty-printed JSON), not a results file ` +
+              `(JSON Lines); it was left as it is: \`mqar merge --out runs.jsonl ${path}\` makes a results file of it`,
+          );
+        }
+        let repaired: string | null = null;
+        if (existing.tornTailAt !== null) {
+          await file.truncate(existing.tornTailAt);
+          await file.sync();
+          repaired = `${path}: truncated a torn last line (${opened.size - existing.tornTailAt} bytes at offset ` +
+            `${existing.tornTailAt})`;
+        }
+        return new ResultsWriter(path, file, existing, repaired, before === null);
+      } catch (e) {
+        file.close();
+        throw e;
+      }
+    }
+  }
+
+  /** Records written through this writer. */
+  get written(): number {
+    return this.#written;
+  }
+
+  async append(result: RunResult): Promise<void> {
+    // JSON.stringify without indentation never emits a raw newline, so the record is exactly one line.
+    const bytes = new TextEncoder().encode(`${this.#needsNewline ? "\n" : ""}${JSON.stringify(result)}\n`);
+    let written = await this.file.write(bytes);
+    // Regular files take the whole buffer in one call; the loop only guards against a short write.
+    while (written < bytes.length) written += await this.file.write(bytes.subarray(written));
+    await this.file.sync();
+    this.#needsNewline = false;
+    this.#written++;
+  }
+
+  /** Releases the lock; removes the file when this writer created it and nothing was ever written to it. */
+  async close(): Promise<void> {
+    try {
+      if (this.created && this.#written === 0 && (await this.file.stat()).size === 0) {
+        await Deno.remove(this.path).catch(() => {});
+      }
+    } finally {
+      this.file.close();
+    }
+  }
+}
+
+async function readAll(file: Deno.FsFile, size: number): Promise<string> {
+  const buf = new Uint8Array(size);
+  await file.seek(0, Deno.SeekMode.Start);
   let got = 0;
-  while (got < buf.length) {
+  while (got < size) {
     const n = await file.read(buf.subarray(got));
     if (n === null) break;
     got += n;
@@ -242,78 +393,52 @@ async function readRange(file: Deno.FsFile, start: number, end: number): Promise
   return new TextDecoder().decode(buf.subarray(0, got));
 }
 
-/**
- * Makes the file safe to append to: truncates an invalid last line, and reports whether a valid last line lacks its
- * newline (the caller then starts its write with one). Returns a message describing any repair.
- */
-async function repairTail(path: string): Promise<{ needsNewline: boolean; repaired: string | null }> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true, write: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return { needsNewline: false, repaired: null };
-    throw e;
-  }
-  try {
-    const size = (await file.stat()).size;
-    if (size === 0) return { needsNewline: false, repaired: null };
-    const lastByte = await readRange(file, size - 1, size);
-    const endsWithNewline = lastByte === "\n";
-    const contentEnd = endsWithNewline ? size - 1 : size;
-    const start = await lastLineStart(file, contentEnd);
-    const line = await readRange(file, start, contentEnd);
-    if (line.trim() === "") {
-      if (endsWithNewline) return { needsNewline: false, repaired: null };
-      await file.truncate(start);
-      await file.sync();
-      return { needsNewline: false, repaired: `${path}: removed ${size - start} bytes of trailing whitespace` };
-    }
-    const parsed = parseResultLine(line);
-    if (parsed.ok) return { needsNewline: !endsWithNewline, repaired: null };
-    await file.truncate(start);
-    await file.sync();
-    return {
-      needsNewline: false,
-      repaired: `${path}: truncated an invalid last line (${size - start} bytes at offset ${start}: ${parsed.reason})`,
-    };
-  } finally {
-    file.close();
-  }
-}
-
-/**
- * Appends one record as a single write of the whole line on an O_APPEND file, then fsyncs. Returns a message when the
- * file's tail had to be repaired first (see repairTail), else null.
- */
+/** Appends one record through a ResultsWriter opened for just this write; returns the tail repair message, if any. */
 export async function appendResult(path: string, result: RunResult): Promise<string | null> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const { needsNewline, repaired } = await repairTail(path);
-  // JSON.stringify without indentation never emits a raw newline, so the record is exactly one line.
-  const bytes = new TextEncoder().encode(`${needsNewline ? "\n" : ""}${JSON.stringify(result)}\n`);
-  const file = await Deno.open(path, { append: true, create: true });
+  const writer = await ResultsWriter.open(path);
   try {
-    let written = await file.write(bytes);
-    // Regular files take the whole buffer in one call; the loop only guards against a short write.
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
+    await writer.append(result);
+    return writer.repaired;
   } finally {
-    file.close();
+    await writer.close();
   }
-  return repaired;
 }
 
-/** Writes a whole results file atomically (temp file + rename), one record per line. */
+/**
+ * Writes a whole results file atomically (temp file + rename), one record per line. An existing file is locked
+ * meanwhile, so a sweep appending to it makes this fail instead of losing its next records to the replaced file.
+ */
 export async function writeResultsFile(path: string, results: readonly RunResult[]): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const text = results.map((r) => `${JSON.stringify(r)}\n`).join("");
+  const info = await statOrNull(path);
+  if (!info) return await writeTextAtomic(path, text);
+  const old = await Deno.open(path, { read: true });
   try {
-    const bytes = new TextEncoder().encode(results.map((r) => `${JSON.stringify(r)}\n`).join(""));
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
+    if (!(await old.tryLock(true))) {
+      throw new ResultsLockedError(`${path}: another mqar process (a sweep or a demo) is appending to it; wait for it`);
+    }
+    await writeTextAtomic(path, text);
   } finally {
-    file.close();
+    old.close();
   }
-  await Deno.rename(tmp, path);
+}
+
+/**
+ * Null when `path` holds nothing a user would miss if a new result record replaced it: it is empty, or it is one result
+ * record (an earlier `mqar train --out`). Otherwise what it is (a results file with records, notes, a config...).
+ */
+export async function notASingleRecord(path: string): Promise<string | null> {
+  const info = await Deno.stat(path);
+  if (info.size === 0) return null;
+  if (info.size > 64 * 2 ** 20) return "is not a result record";
+  const text = await Deno.readTextFile(path);
+  const whole = parseWholeDocument(text);
+  if (whole.record) return null;
+  try {
+    const read = parseResultsText(text, path);
+    if (read.results.length === 1 && read.tornTailAt === null) return null;
+    return `is a results file with ${read.results.length} records (a sweep's output)`;
+  } catch {
+    return `is not a result record${whole.what ? ` (${whole.what})` : ""}`;
+  }
 }

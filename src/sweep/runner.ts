@@ -5,7 +5,7 @@
 import type { RunConfig, RunResult } from "../train/result.ts";
 import type { PlannedRun } from "./grid.ts";
 import { describeRun } from "./merge.ts";
-import { appendResult, readResultsAt, resultsWriteFile } from "./results_file.ts";
+import { readResultsAt, resultsTargetFile, ResultsWriter } from "./results_file.ts";
 import { canonicalJson, computeRunId } from "../train/run_id.ts";
 import type { Shard } from "./shard.ts";
 
@@ -40,10 +40,17 @@ export interface SweepOptions {
   continueOnError?: boolean;
   /** Checked between runs (and handed to runOne): an aborted sweep stops after the current run. */
   signal?: AbortSignal;
+  /**
+   * Called once with the runs still to do, after the results file was validated and locked and before the first run:
+   * the place for checks that need the trainer (e.g. that every run fits the adapter). Not called when none is left.
+   */
+  preflight?: (todo: readonly PlannedRun[]) => Promise<void>;
 }
 
 export interface SweepSummary {
   file: string;
+  /** Whether `file` exists after the sweep (a results file it created and never wrote to is removed again). */
+  fileExists: boolean;
   total: number;
   skipped: number;
   completed: RunResult[];
@@ -75,60 +82,77 @@ export async function completedRunIds(
 export async function runSweep(opts: SweepOptions): Promise<SweepSummary> {
   const planned = toPlanned(opts.runs);
   const emit = opts.onProgress ?? (() => {});
-  const file = await resultsWriteFile(opts.resultsPath, opts.shard);
-  // Resume reads everything at the path (all shard files of a directory), so re-sharding never repeats a run.
-  const done = await completedRunIds(opts.resultsPath);
-  const todo = planned.filter((r) => !done.ids.has(r.runId));
-  emit({
-    kind: "resume",
-    file,
-    total: planned.length,
-    done: planned.length - todo.length,
-    todo: todo.length,
-    warnings: done.warnings,
-  });
-
+  // Opening the writer validates and locks the file before anything is trained.
+  const writer = await ResultsWriter.open(await resultsTargetFile(opts.resultsPath, opts.shard));
+  const file = writer.path;
   const summary: SweepSummary = {
     file,
+    fileExists: true,
     total: planned.length,
-    skipped: planned.length - todo.length,
+    skipped: 0,
     completed: [],
     failed: [],
     aborted: false,
   };
-  for (let i = 0; i < todo.length; i++) {
-    if (opts.signal?.aborted) {
-      summary.aborted = true;
-      break;
-    }
-    const run = todo[i];
-    const position = i + 1;
-    emit({ kind: "start", run, position, todo: todo.length });
-    const t0 = performance.now();
-    let result: RunResult;
-    try {
-      result = await opts.runOne(run.config, { runId: run.runId, position, todo: todo.length, signal: opts.signal });
-    } catch (error) {
-      summary.failed.push({ run, error });
-      emit({ kind: "fail", run, error, position, todo: todo.length });
-      if (!opts.continueOnError) throw error;
-      continue;
-    }
-    if (canonicalJson(result.config) !== canonicalJson(run.config)) {
+  try {
+    // Resume reads everything at the path (all shard files of a directory), so re-sharding never repeats a run.
+    const done = await completedRunIds(opts.resultsPath);
+    const todo = planned.filter((r) => !done.ids.has(r.runId));
+    summary.skipped = planned.length - todo.length;
+    emit({
+      kind: "resume",
+      file,
+      total: planned.length,
+      done: planned.length - todo.length,
+      todo: todo.length,
+      // The writer already cut its file's torn tail (so reading found none there): report what it saw.
+      warnings: [...writer.existing.warnings, ...done.warnings],
+    });
+    if (writer.repaired) emit({ kind: "warning", message: writer.repaired });
+    if (todo.length > 0) await opts.preflight?.(todo);
+    for (let i = 0; i < todo.length; i++) {
+      if (opts.signal?.aborted) {
+        summary.aborted = true;
+        break;
+      }
+      const run = todo[i];
+      const position = i + 1;
+      emit({ kind: "start", run, position, todo: todo.length });
+      const t0 = performance.now();
+      let result: RunResult;
+      try {
+        result = await opts.runOne(run.config, { runId: run.runId, position, todo: todo.length, signal: opts.signal });
+      } catch (error) {
+        summary.failed.push({ run, error });
+        emit({ kind: "fail", run, error, position, todo: todo.length });
+        if (!opts.continueOnError) throw error;
+        continue;
+      }
+      if (canonicalJson(result.config) !== canonicalJson(run.config)) {
+        emit({
+          kind: "warning",
+          message: `run ${run.runId} (${describeRun(run.config)}): the trainer returned a different config ` +
+            `(${describeRun(result.config)}); the record keeps the grid's runId so resume and merge still match it`,
+        });
+      }
+      // The grid's id is authoritative: resume, shards and merge all key on it.
+      const record: RunResult = result.runId === run.runId ? result : { ...result, runId: run.runId };
+      await writer.append(record);
+      summary.completed.push(record);
       emit({
-        kind: "warning",
-        message: `run ${run.runId} (${describeRun(run.config)}): the trainer returned a different config ` +
-          `(${describeRun(result.config)}); the record keeps the grid's runId so resume and merge still match it`,
+        kind: "finish",
+        run,
+        result: record,
+        position,
+        todo: todo.length,
+        wallS: (performance.now() - t0) / 1000,
       });
     }
-    // The grid's id is authoritative: resume, shards and merge all key on it.
-    const record: RunResult = result.runId === run.runId ? result : { ...result, runId: run.runId };
-    const repaired = await appendResult(file, record);
-    if (repaired) emit({ kind: "warning", message: repaired });
-    summary.completed.push(record);
-    emit({ kind: "finish", run, result: record, position, todo: todo.length, wallS: (performance.now() - t0) / 1000 });
+    return summary;
+  } finally {
+    summary.fileExists = !(writer.created && writer.written === 0);
+    await writer.close();
   }
-  return summary;
 }
 
 /** Training tokens of one run if it runs every epoch (early stopping only lowers it). */

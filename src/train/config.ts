@@ -3,6 +3,7 @@ import { z } from "zod";
 import { defaultNumKvPairs, type MqarConfig, MqarConfigError, validateMqarConfig } from "../data/mqar.ts";
 import { isMixerName, makeModelConfig, MIXERS, type ModelConfig, ModelConfigError } from "../model/config.ts";
 import type { RunConfig } from "./result.ts";
+import { parseJsonStrict } from "../io/strict_json.ts";
 
 /** A bad run configuration: the message names the field, the value and what is allowed. */
 export class RunConfigError extends Error {
@@ -56,16 +57,28 @@ export const RUN_DEFAULTS: Omit<RunConfig, "mixer" | "numKvPairs" | "microBatchS
     maxSteps: null,
   };
 
-/** The reference code's micro-batch rule (spec §2.5): 256 // (L // 512) for L ≥ 512, else the whole batch. */
+/**
+ * The reference code's micro-batch rule (spec §2.5): 256 // (L // 512) for L ≥ 512, else the whole batch. Where that
+ * is not a divisor of the batch (L = 1536 gives 85) or is 0 (L > 131072), the largest divisor of the batch below it is
+ * taken, so the default never makes a valid config invalid; for the paper's L and batch 512 it is the rule itself.
+ */
 export function paperMicroBatch(seqLen: number, batchSize: number): number {
-  return seqLen >= 512 ? Math.min(batchSize, Math.floor(256 / Math.floor(seqLen / 512))) : batchSize;
+  if (seqLen < 512) return batchSize;
+  const target = Math.max(1, Math.min(batchSize, Math.floor(256 / Math.floor(seqLen / 512))));
+  for (let m = target; m > 1; m--) if (batchSize % m === 0) return m;
+  return 1;
 }
 
 function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const path = issue.path.join(".") || "(config)";
   let value: unknown = input;
   for (const key of issue.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
-  const shown = value === undefined ? "nothing" : JSON.stringify(value);
+  // JSON.stringify writes Infinity (JSON's 1e999) and NaN as null: show the number itself.
+  const shown = value === undefined
+    ? "nothing"
+    : typeof value === "number" && !Number.isFinite(value)
+    ? `${value} (out of the float64 range)`
+    : JSON.stringify(value);
   if (issue.code === "invalid_value" && "values" in issue) {
     return `${path}: got ${shown}, expected one of ${(issue.values as unknown[]).join(", ")}`;
   }
@@ -96,6 +109,12 @@ export function resolveRunConfig(...inputs: RunConfigInput[]): RunConfig {
   if (cfg.microBatchSize > cfg.batchSize || cfg.batchSize % cfg.microBatchSize !== 0) {
     throw new RunConfigError(
       `microBatchSize: got ${cfg.microBatchSize}, expected a divisor of batchSize ${cfg.batchSize}`,
+    );
+  }
+  if (cfg.trainExamples < cfg.batchSize) {
+    throw new RunConfigError(
+      `trainExamples: got ${cfg.trainExamples}, expected at least batchSize ${cfg.batchSize} ` +
+        `(an epoch runs whole batches; lower --batch-size or raise --train-examples)`,
     );
   }
   try {
@@ -138,9 +157,9 @@ export async function loadRunConfigFile(path: string): Promise<RunConfigInput> {
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseJsonStrict(text, `config file ${path}`);
   } catch (e) {
-    throw new RunConfigError(`config file ${path}: not valid JSON (${(e as Error).message})`);
+    throw new RunConfigError((e as Error).message);
   }
   return parseRunConfigInput(json, path);
 }

@@ -6,7 +6,7 @@
  * tensor bytes. The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets relative to the
  * start of the data section) and may carry "__metadata__": a string-to-string map.
  */
-import { basename, dirname, join } from "node:path";
+import { writeBytesAtomic } from "../io/atomic.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { LM_HEAD, numel, paramSpec, TIE_METADATA, WORD_EMBEDDINGS } from "../model/param_spec.ts";
 
@@ -197,23 +197,7 @@ export async function writeSafetensors(
   tensors: ReadonlyMap<string, TensorData>,
   metadata: Readonly<Record<string, string>> = {},
 ): Promise<void> {
-  const bytes = encodeSafetensors(tensors, metadata);
-  const suffix = `${Deno.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${suffix}`);
-  try {
-    const file = await Deno.open(tmp, { write: true, createNew: true });
-    try {
-      let written = 0;
-      while (written < bytes.length) written += await file.write(bytes.subarray(written));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeBytesAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
 /** Reads and validates a safetensors file. */
@@ -315,4 +299,31 @@ export function fromStateDict(
     );
   }
   return params;
+}
+
+/** Null when `path` holds a safetensors checkpoint (replacing it with a new one is what --save asks for); else why not. */
+export async function notACheckpoint(path: string): Promise<string | null> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const size = (await file.stat()).size;
+    if (size === 0) return null;
+    const head = new Uint8Array(Math.min(size, 8 + MAX_HEADER_BYTES));
+    let got = 0;
+    while (got < head.length) {
+      const n = await file.read(head.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    if (got < 8) return "is not a safetensors checkpoint";
+    const headerLen = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > got) return "is not a safetensors checkpoint";
+    try {
+      const header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(head.subarray(8, 8 + headerLen)));
+      return isPlainObject(header) ? null : "is not a safetensors checkpoint";
+    } catch {
+      return "is not a safetensors checkpoint";
+    }
+  } finally {
+    file.close();
+  }
 }

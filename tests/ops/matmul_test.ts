@@ -285,3 +285,68 @@ function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c];
   return out;
 }
+
+// A grid wider than maxComputeWorkgroupsPerDimension (the LM head of a vocabulary above 65535 × 64 columns) is folded
+// into x and y. A device that claims a small limit forces the fold at small shapes; results must stay bit-identical.
+for (const variant of MATMUL_VARIANTS) {
+  const cases: [number, number, number][] = [[33, 130, 9], [5, 300, 8], [200, 130, 12], [130, 300, 5]];
+  for (const [M, N, K] of cases) {
+    Deno.test({
+      name: `matmul ${variant}: a grid folded past a small per-dimension limit, M=${M} N=${N} K=${K}`,
+      ...gpuTest,
+      fn: async () => {
+        const gpu = await testGpu();
+        // The default grids: 64×64 tiles (tiled); 8 or 64 rows × 64 columns per workgroup (blocked).
+        const tileRows = variant === "tiled" || !gpu.info.software ? 64 : 8;
+        const grid = [Math.ceil(N / 64), Math.ceil(M / tileRows)];
+        const limit = Math.ceil(Math.sqrt(grid[0] * grid[1]));
+        if (limit >= Math.max(...grid)) return; // a square grid: no limit below it leaves room to fold into
+        const narrow = { ...gpu, limits: { ...gpu.limits, maxComputeWorkgroupsPerDimension: limit } };
+        const x = f32(randn(M * K, 11)), w = f32(randn(N * K, 12));
+        const alloc = gpu.allocator;
+        const tx = alloc.tensor("x", [M, K], "activations"), tw = alloc.tensor("w", [N, K], "params");
+        const wide = alloc.tensor("y", [M, N], "activations"), folded = alloc.tensor("y2", [M, N], "activations");
+        writeTensor(gpu, tx, x);
+        writeTensor(gpu, tw, w);
+        submit(gpu, [
+          matmul(gpu, "plain", { a: tx, b: tw, out: wide, M, N, K, transB: true, variant }),
+          matmul(narrow, "folded", { a: tx, b: tw, out: folded, M, N, K, transB: true, variant }),
+        ]);
+        const [plain, fold] = [await readTensor(gpu, wide), await readTensor(gpu, folded)];
+        assertEquals(fold, plain);
+        const ref = matmulRef(f64(x), f64(w), M, N, K, { transB: true });
+        let worst = 0;
+        for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(fold[i] - ref[i]));
+        assert(worst < 1e-4, `max error ${worst}`);
+        for (const t of [tx, tw, wide, folded]) alloc.free(t);
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "matmul: LM-head shape with 4,194,305 vocabulary columns (more than 65535 × 64) on the real limits",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const M = 2, N = 4194305, K = 4;
+    const x = f32(randn(M * K, 21)), w = f32(randn(N * K, 22));
+    const alloc = gpu.allocator;
+    const tx = alloc.tensor("x", [M, K], "activations"), tw = alloc.tensor("w", [N, K], "params");
+    const ty = alloc.tensor("y", [M, N], "activations");
+    writeTensor(gpu, tx, x);
+    writeTensor(gpu, tw, w);
+    submit(gpu, [matmul(gpu, "lm_head", { a: tx, b: tw, out: ty, M, N, K, transB: true })]);
+    const y = await readTensor(gpu, ty);
+    let worst = 0;
+    for (let m = 0; m < M; m++) {
+      for (const n of [0, 1, 65535 * 64 - 1, 65535 * 64, N - 2, N - 1]) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+        worst = Math.max(worst, Math.abs(y[m * N + n] - s));
+      }
+    }
+    assert(worst < 1e-5, `max error ${worst}`);
+    for (const t of [tx, tw, ty]) alloc.free(t);
+  },
+});

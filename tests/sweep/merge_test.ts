@@ -93,7 +93,7 @@ Deno.test("mqar merge: combines shard files, reports duplicates and missing runs
     assert(r.out.includes("1 duplicated run ids (1 identical copies"), r.out);
     assert(r.out.includes("8 runs, 5 with a record, 3 missing"), r.out);
     assert(r.out.includes(`  #5 ${grid[5].runId} rebased d=32 L=64 N=8 lr=0.001 seed=2\n`), r.out);
-    assert(r.out.includes("warning:") && r.out.includes("incomplete or invalid last line"), r.out);
+    assert(r.out.includes("warning:") && r.out.includes("ignored a torn last line"), r.out);
     assertEquals((await readResults(out)).results.map((x) => x.runId), [0, 1, 2, 3, 4].map((i) => grid[i].runId));
 
     const allowed = await capture(() =>

@@ -2,13 +2,16 @@ import { assert, assertEquals, assertRejects, assertThrows } from "../_helpers/a
 import {
   appendResult,
   isResultsDirectory,
+  notASingleRecord,
   parseResultsText,
   readResults,
   readResultsAt,
   RESULTS_FILE_NAME,
   resultsFilesAt,
   ResultsInputError,
-  resultsWriteFile,
+  ResultsLockedError,
+  resultsTargetFile,
+  ResultsWriter,
   writeResultsFile,
 } from "../../src/sweep/results_file.ts";
 import { fakeConfig, fakeResult } from "../_helpers/results.ts";
@@ -30,7 +33,6 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
 Deno.test("results file: append then read round-trips, one line per record", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sub/results.jsonl`;
-    await resultsWriteFile(path);
     for (const r of [r1, r2, r3]) assertEquals(await appendResult(path, r), null);
     const text = await Deno.readTextFile(path);
     assertEquals(text, line(r1) + line(r2) + line(r3));
@@ -40,27 +42,35 @@ Deno.test("results file: append then read round-trips, one line per record", asy
   });
 });
 
-Deno.test("results file: a torn last line is ignored with a warning; a bad line in the middle is corruption", () => {
+Deno.test("results file: only a torn tail is skipped; any complete line that is not a record is an error", () => {
   const good = line(r1) + line(r2);
   const torn = JSON.stringify(r3).slice(0, 100);
   const read = parseResultsText(good + torn, "f.jsonl");
   assertEquals(read.results, [r1, r2]);
+  assertEquals(read.tornTailAt, new TextEncoder().encode(good).length);
   assertEquals(read.warnings.length, 1);
-  assert(read.warnings[0].startsWith("f.jsonl:3: ignored an incomplete or invalid last line"), read.warnings[0]);
-  // A complete but invalid last line (newline included) is treated the same way.
-  assertEquals(parseResultsText(good + "{}\n\n", "f").results, [r1, r2]);
+  assert(read.warnings[0].startsWith("f.jsonl:3: ignored a torn last line"), read.warnings[0]);
   // Blank lines are harmless anywhere.
-  assertEquals(parseResultsText(`\n${line(r1)}\n\n${line(r2)}`, "f"), { results: [r1, r2], warnings: [] });
+  const blank = parseResultsText(`\n${line(r1)}\n\n${line(r2)}`, "f");
+  assertEquals([blank.results, blank.warnings, blank.tornTailAt], [[r1, r2], [], null]);
 
-  assertThrows(
-    () => parseResultsText(line(r1) + torn + "\n" + line(r2), "f.jsonl"),
-    /f\.jsonl:2: invalid line in the middle/,
-  );
+  // A complete line (newline included) cannot be a torn write: at the end as in the middle, it is refused.
+  assertThrows(() => parseResultsText(good + "{}\n\n", "f"), /f:3: line 3 is not a result record/);
+  assertThrows(() => parseResultsText(good + "precious notes\n", "f"), /f:3: .*not JSON.*left as it is/);
+  assertThrows(() => parseResultsText(line(r1) + torn + "\n" + line(r2), "f.jsonl"), /f\.jsonl:2: line 2/);
   assertThrows(
     () => parseResultsText(line(r1) + line({ ...r2, bestAccuracy: "high" }) + line(r3), "g.jsonl"),
     /g\.jsonl:2: .*bestAccuracy/,
   );
-  assertThrows(() => parseResultsText(line({ ...r1, schema: 2 }) + line(r2), "h"), /h:1: .*schema/);
+  assertThrows(() => parseResultsText(line(r1) + line({ ...r2, schema: 2 }), "h"), /h:2: .*schema 2; this version/);
+  // Text without a newline and without any record is not a results file (notes, a one-line config).
+  assertThrows(() => parseResultsText("precious notes", "n.txt"), /n\.txt: does not look like a results file/);
+  assertThrows(
+    () => parseResultsText(JSON.stringify({ mixers: ["based"], dModels: [64] }), "c.json"),
+    /c\.json: does not look like a results file .*sweep config/,
+  );
+  // A fragment of one of our records alone is a torn first write.
+  assertEquals(parseResultsText('{"sch', "t").tornTailAt, 0);
   const err = (() => {
     try {
       parseResultsText("garbage\n" + line(r1), "x");
@@ -72,15 +82,36 @@ Deno.test("results file: a torn last line is ignored with a warning; a bad line 
   assert(/InputError/.test(err.name)); // main.ts prints it as one line
 });
 
+Deno.test("results file: a pretty-printed record (train --out) is read as one record, never appended to", async () => {
+  const pretty = JSON.stringify(r1, null, 2) + "\n";
+  const read = parseResultsText(pretty, "run.json");
+  assertEquals([read.results, read.singleRecord], [[r1], true]);
+  assertThrows(
+    () => parseResultsText(JSON.stringify({ schema: "mqar-bench/1", cases: [] }, null, 2), "bench.json"),
+    /bench\.json: a bench report .*not a results file/,
+  );
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/run.json`, pretty);
+    await assertRejects(() => appendResult(`${dir}/run.json`, r2), /mqar merge --out/);
+    assertEquals(await Deno.readTextFile(`${dir}/run.json`), pretty);
+    assertEquals(await notASingleRecord(`${dir}/run.json`), null);
+    await Deno.writeTextFile(`${dir}/two.jsonl`, line(r1) + line(r2));
+    assertEquals(await notASingleRecord(`${dir}/two.jsonl`), "is a results file with 2 records (a sweep's output)");
+    await Deno.writeTextFile(`${dir}/notes.txt`, "notes\n");
+    assert((await notASingleRecord(`${dir}/notes.txt`))?.startsWith("is not a result record"));
+  });
+});
+
 Deno.test("results file: append after a torn tail truncates the fragment instead of gluing onto it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/r.jsonl`;
     const fragment = JSON.stringify(r2).slice(0, 57);
     await Deno.writeTextFile(path, line(r1) + fragment);
     const repaired = await appendResult(path, r3);
-    assert(repaired !== null && repaired.includes("truncated an invalid last line"), String(repaired));
+    assert(repaired !== null && repaired.includes("truncated a torn last line"), String(repaired));
     assertEquals(await Deno.readTextFile(path), line(r1) + line(r3));
-    assertEquals(await readResults(path), { results: [r1, r3], warnings: [] });
+    const read = await readResults(path);
+    assertEquals([read.results, read.warnings], [[r1, r3], []]);
   });
 });
 
@@ -93,22 +124,54 @@ Deno.test("results file: append after a valid last line that lost its newline st
   });
 });
 
-Deno.test("results file: a complete but invalid last line, a lone fragment and trailing spaces are all repaired", async () => {
+Deno.test("results file: nothing but a torn tail is ever removed; everything else is refused and kept", async () => {
   await withTempDir(async (dir) => {
-    const a = `${dir}/a.jsonl`;
-    await Deno.writeTextFile(a, line(r1) + '{"schema":1}\n');
-    assert((await appendResult(a, r2)) !== null);
-    assertEquals(await Deno.readTextFile(a), line(r1) + line(r2));
+    const refused = async (name: string, content: string, pattern: RegExp) => {
+      const path = `${dir}/${name}`;
+      await Deno.writeTextFile(path, content);
+      const err = await appendResult(path, r2).then(() => null, (e) => e as Error);
+      assert(err instanceof ResultsInputError, `${name}: ${err}`);
+      assert(pattern.test(err.message), err.message);
+      assertEquals(await Deno.readTextFile(path), content, `${name} must be unchanged`);
+    };
+    await refused("notes.txt", "precious notes\n", /notes\.txt:1: line 1 is not a result record/);
+    await refused("notes2.txt", "precious notes", /does not look like a results file/);
+    await refused("config.json", '{"mixers": ["based"], "dModels": [64]}', /does not look like a results file/);
+    await refused("other-schema.jsonl", line(r1) + line({ ...r2, schema: 7 }), /:2: .*schema 7/);
+    await refused("complete-bad-last.jsonl", line(r1) + '{"schema":1}\n', /:2: line 2 is not a result record/);
 
+    // Repaired: a lone fragment of a record, trailing spaces after the last newline.
     const b = `${dir}/b.jsonl`;
     await Deno.writeTextFile(b, '{"sch');
     assert((await appendResult(b, r2)) !== null);
     assertEquals(await Deno.readTextFile(b), line(r2));
-
     const c = `${dir}/c.jsonl`;
     await Deno.writeTextFile(c, line(r1) + "   ");
     await appendResult(c, r2);
     assertEquals(await Deno.readTextFile(c), line(r1) + line(r2));
+  });
+});
+
+Deno.test("results file: one writer at a time (a second sweep on the same file fails at once)", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/r.jsonl`;
+    const first = await ResultsWriter.open(path);
+    try {
+      await first.append(r1);
+      const locked = await ResultsWriter.open(path).then(() => null, (e) => e);
+      assert(locked instanceof ResultsLockedError && /another mqar process/.test(locked.message), String(locked));
+      await assertRejects(() => writeResultsFile(path, [r2]), /another mqar process/);
+    } finally {
+      await first.close();
+    }
+    const second = await ResultsWriter.open(path);
+    await second.append(r2);
+    await second.close();
+    assertEquals((await readResults(path)).results, [r1, r2]);
+    // A writer that created the file and wrote nothing leaves nothing behind.
+    const unused = await ResultsWriter.open(`${dir}/unused.jsonl`);
+    await unused.close();
+    assertEquals(await Deno.stat(`${dir}/unused.jsonl`).catch(() => null), null);
   });
 });
 
@@ -130,10 +193,10 @@ Deno.test("results paths: files, directories and shard file names", async () => 
   await withTempDir(async (dir) => {
     assertEquals(await isResultsDirectory(`${dir}/new.jsonl`), false);
     assertEquals(await isResultsDirectory(`${dir}/newdir`), true);
-    assertEquals(await resultsWriteFile(`${dir}/out`), `${dir}/out/${RESULTS_FILE_NAME}`);
-    assertEquals(await resultsWriteFile(`${dir}/out`, { index: 2, count: 4 }), `${dir}/out/results-2-of-4.jsonl`);
-    assertEquals(await resultsWriteFile(`${dir}/out`, { index: 0, count: 1 }), `${dir}/out/results.jsonl`);
-    assertEquals(await resultsWriteFile(`${dir}/x/y.jsonl`, { index: 1, count: 2 }), `${dir}/x/y.jsonl`);
+    assertEquals(await resultsTargetFile(`${dir}/out`), `${dir}/out/${RESULTS_FILE_NAME}`);
+    assertEquals(await resultsTargetFile(`${dir}/out`, { index: 2, count: 4 }), `${dir}/out/results-2-of-4.jsonl`);
+    assertEquals(await resultsTargetFile(`${dir}/out`, { index: 0, count: 1 }), `${dir}/out/results.jsonl`);
+    assertEquals(await resultsTargetFile(`${dir}/x/y.jsonl`, { index: 1, count: 2 }), `${dir}/x/y.jsonl`);
     // An existing file is a file whatever its name.
     await Deno.writeTextFile(`${dir}/plain`, "");
     assertEquals(await isResultsDirectory(`${dir}/plain`), false);

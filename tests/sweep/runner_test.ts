@@ -116,7 +116,7 @@ Deno.test("runner: a corrupt line in the middle stops the sweep before any train
     const t = fakeTrainer();
     await assertRejects(
       () => runSweep({ runs, resultsPath: path, runOne: t.runOne }),
-      /:2: invalid line in the middle/,
+      /:2: line 2 is not a result record/,
     );
     assertEquals(t.calls, []);
   });
