@@ -13,11 +13,11 @@ import { parseArgs } from "node:util";
 import { writeTensor } from "../src/gpu/device.ts";
 import { submit } from "../src/ops/_dispatch.ts";
 import {
-  defaultLinearAttentionVariant,
   linearAttentionBackward,
   linearAttentionForward,
   type LinearAttentionKernel,
   type LinearAttentionVariant,
+  parallelLinearAttentionVariant,
 } from "../src/ops/linear_attention.ts";
 import { benchGpu, median, randomValues } from "./_setup.ts";
 
@@ -55,7 +55,7 @@ if (kernel !== "based" && kernel !== "rebased") {
 
 const gpu = await benchGpu();
 const H = 12, f = 16;
-const parallel = defaultLinearAttentionVariant(gpu);
+const parallel = parallelLinearAttentionVariant(gpu);
 const rows: { seqLen: number; batch: number; variant: LinearAttentionVariant; microsPerToken: number }[] = [];
 
 async function timePerToken(L: number, B: number, variant: LinearAttentionVariant): Promise<number> {

@@ -5,11 +5,11 @@
  * waits for the GPU, so time/iter ÷ dispatches is the time per matmul. A GFLOP/s summary (median per bench) is printed
  * when the run ends; `benchmarks/matmul_gflops.ts` gives the same table with spreads, without deno bench.
  */
-import { defaultMatmulVariant, MATMUL_VARIANTS } from "../src/ops/matmul.ts";
+import { MATMUL_VARIANTS, selectMatmulVariant } from "../src/ops/matmul.ts";
 import { benchGpu, caseLabel, flopsOf, MATMUL_CASES, median, prepareMatmul, repeatsFor, runAndWait } from "./_setup.ts";
 
 const gpu = await benchGpu();
-const defaultVariant = defaultMatmulVariant(gpu);
+const defaultVariant = selectMatmulVariant(gpu);
 // deno bench would otherwise pick iteration counts for microsecond functions; ours take ~0.1-1 s on a CPU rasteriser.
 const iterations = gpu.info.software ? { n: 5, warmup: 1 } : { n: 20, warmup: 3 };
 const summary: { label: string; variant: string; gflopsPerIteration: number; seconds: number[] }[] = [];

@@ -3,7 +3,7 @@
  * [--cases=substring,...] [--splitK=n] [--json]`. Each (shape, variant) is warmed up once, then timed `runs` times (each timing
  * = several dispatches + one wait for the GPU); the table shows the median and the spread (min..max).
  */
-import { defaultMatmulSplitK, defaultMatmulVariant, MATMUL_VARIANTS, type MatmulVariant } from "../src/ops/matmul.ts";
+import { defaultMatmulSplitK, MATMUL_VARIANTS, type MatmulVariant, selectMatmulVariant } from "../src/ops/matmul.ts";
 import {
   benchGpu,
   caseLabel,
@@ -50,8 +50,8 @@ for (const c of cases) {
     }
     prepared.free();
     const split = prepared.args.splitK ??
-      defaultMatmulSplitK(gpu, prepared.args.variant ?? defaultMatmulVariant(gpu), c);
-    const name = (v === "default" ? `default(${defaultMatmulVariant(gpu, prepared.args)})` : v) +
+      defaultMatmulSplitK(gpu, prepared.args.variant ?? selectMatmulVariant(gpu), c);
+    const name = (v === "default" ? `default(${selectMatmulVariant(gpu, prepared.args)})` : v) +
       (split > 1 ? ` split${split}` : "");
     const row = {
       shape: caseLabel(c),

@@ -26,44 +26,33 @@
  * check it); the workspace category (uniforms, reduction partials, split-K scratch) depends on kernel choices and on the
  * adapter and is only measured.
  */
-import { defaultAttentionVariant } from "../ops/attention.ts";
-import { packedFeatureCount } from "../ops/linear_attention.ts";
 import { lmHeadChunkRows } from "../ops/cross_entropy.ts";
 import { paddedBytes } from "../gpu/allocator.ts";
-import { type ModelConfig, valueHeadDim } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { paramSpec } from "../model/param_spec.ts";
-import { REBASED_TRANSFORMS, type ReBasedVariant } from "../mixers/rebased.ts";
+import { architecture } from "../mixers/registry.ts";
+import type { AdapterTraits, AnalyticLayerContext, FlopTerm } from "../mixers/descriptor.ts";
+
+export type { FlopKind, FlopTerm } from "../mixers/descriptor.ts";
+export { causalPairs } from "../mixers/mha.ts";
+export { chunkedCausalPairs, LINEAR_ATTENTION_CHUNK } from "../mixers/linear_attention.ts";
 
 export interface AnalyticShape {
   /** Examples per micro-batch (B). */
   batch: number;
   /** Labelled positions per example (MQAR: N), the rows the LM head sees. */
   labelsPerExample: number;
-  /** The Based/ReBased attention form the model runs (chooseLinearAttentionVariant); default "parallel". */
+  /**
+   * The adapter whose variant rules pick each op's form (the graph's own choice: the linear-attention form, the
+   * attention variant, the LM-head chunk). Without one: the exact parallel linear attention and no device limits.
+   */
+  adapter?: AdapterTraits;
+  /** Forces the Based/ReBased attention form; default: the adapter's selectLinearAttentionVariant (or "parallel"). */
   linearAttention?: LinearAttentionForm;
 }
 
 /** "parallel": the exact O(L²) variants (rows, tiled, smem); "chunked": the O(L) chunk form. */
 export type LinearAttentionForm = "parallel" | "chunked";
-
-/** Tokens per chunk of the chunked linear attention (src/ops/linear_attention.ts). */
-export const LINEAR_ATTENTION_CHUNK = 16;
-
-/** Causal pairs of one sequence when only pairs inside the same chunk of `chunk` tokens are counted. */
-export function chunkedCausalPairs(L: number, chunk: number): number {
-  const full = Math.floor(L / chunk), rest = L - full * chunk;
-  return full * causalPairs(chunk) + causalPairs(rest);
-}
-
-export type FlopKind = "linear" | "lm_head" | "conv" | "attention" | "linear_attention";
-
-export interface FlopTerm {
-  /** e.g. "layers.1.mixer.Wqkv". */
-  name: string;
-  kind: FlopKind;
-  forward: number;
-  backward: number;
-}
 
 export interface AnalyticFlops {
   terms: FlopTerm[];
@@ -76,22 +65,6 @@ export interface AnalyticFlops {
   perToken: { forward: number; backward: number; train: number };
 }
 
-/** Causal (i ≥ j) query-key pairs of one sequence of length L. */
-export const causalPairs = (L: number): number => (L * (L + 1)) / 2;
-
-function linearTerm(name: string, rows: number, inFeatures: number, outFeatures: number): FlopTerm {
-  const f = 2 * rows * inFeatures * outFeatures;
-  return { name, kind: "linear", forward: f, backward: 2 * f };
-}
-
-export type LayerKind = "base_conv" | "mha" | "linear_attention";
-
-/** The mixers of the two layers, as src/mixers/registry.ts builds them. */
-export function layerMixers(cfg: ModelConfig): readonly LayerKind[] {
-  if (cfg.mixer === "attention") return ["mha", "mha"];
-  return ["base_conv", cfg.mixer === "conv_attention" ? "mha" : "linear_attention"];
-}
-
 function checkShape(cfg: ModelConfig, shape: AnalyticShape): void {
   for (const [name, v] of [["batch", shape.batch], ["labelsPerExample", shape.labelsPerExample]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`analytic: ${name} must be a positive integer, got ${v}`);
@@ -101,20 +74,23 @@ function checkShape(cfg: ModelConfig, shape: AnalyticShape): void {
   }
 }
 
-function linearAttentionTerm(name: string, cfg: ModelConfig, B: number, form: LinearAttentionForm): FlopTerm {
-  const L = cfg.seqLen, H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
-  if (form === "parallel") {
-    const pairs = B * H * causalPairs(L);
-    return { name, kind: "linear_attention", forward: pairs * (2 * f + 2 * dv), backward: pairs * (4 * f + 4 * dv) };
-  }
-  const pairs = B * H * chunkedCausalPairs(L, LINEAR_ATTENTION_CHUNK);
-  const D = packedFeatureCount(cfg.mixer === "based" ? "based" : "rebased", f);
-  const tokens = B * H * L, stateProduct = 2 * D * (dv + 1);
+/** The per-layer context the descriptors' cost functions read. */
+function layerContext(
+  cfg: ModelConfig,
+  layer: number,
+  batch: number,
+  training: boolean,
+  adapter: AdapterTraits | undefined,
+  form: LinearAttentionForm | undefined,
+): AnalyticLayerContext {
   return {
-    name,
-    kind: "linear_attention",
-    forward: pairs * (2 * f + 2 * dv) + tokens * 2 * stateProduct,
-    backward: pairs * (4 * f + 4 * dv) + tokens * (3 * stateProduct + 2 * D * dv),
+    cfg,
+    batch,
+    rows: batch * cfg.seqLen,
+    label: `layers.${layer}.mixer`,
+    training,
+    adapter: adapter ?? { info: { software: true, backend: "vulkan" }, limits: {} },
+    linearAttentionForm: form ?? (adapter ? undefined : "parallel"),
   };
 }
 
@@ -123,28 +99,9 @@ export function analyticFlops(cfg: ModelConfig, shape: AnalyticShape): AnalyticF
   const B = shape.batch, L = cfg.seqLen, d = cfg.dModel, V = cfg.vocabSize;
   const rows = B * L;
   const P = B * shape.labelsPerExample;
-  const terms: FlopTerm[] = [];
-  layerMixers(cfg).forEach((kind, i) => {
-    const p = `layers.${i}.mixer`;
-    if (kind === "base_conv") {
-      terms.push(linearTerm(`${p}.projection`, rows, d, d));
-      const conv = 2 * 3 * rows * d;
-      terms.push({ name: `${p}.conv`, kind: "conv", forward: conv, backward: 2 * conv });
-    } else if (kind === "mha") {
-      terms.push(linearTerm(`${p}.Wqkv`, rows, d, 3 * d));
-      // H heads of dh = d/H: Σ over heads of 2·dh per pair is 2·d per pair.
-      const perProduct = 2 * d * B * causalPairs(L);
-      terms.push({ name: `${p}.attn`, kind: "attention", forward: 2 * perProduct, backward: 4 * perProduct });
-      terms.push(linearTerm(`${p}.out_proj`, rows, d, d));
-    } else {
-      const H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
-      terms.push(linearTerm(`${p}.proj_q`, rows, d, H * f));
-      terms.push(linearTerm(`${p}.proj_k`, rows, d, H * f));
-      terms.push(linearTerm(`${p}.proj_v`, rows, d, H * dv));
-      terms.push(linearAttentionTerm(`${p}.attn`, cfg, B, shape.linearAttention ?? "parallel"));
-      terms.push(linearTerm(`${p}.proj_o`, rows, H * dv, d));
-    }
-  });
+  const terms: FlopTerm[] = architecture(cfg.mixer).layers.flatMap((layer, i) =>
+    layer.flops(layerContext(cfg, i, B, true, shape.adapter, shape.linearAttention))
+  );
   const head = 2 * P * d * V;
   terms.push({ name: "lm_head", kind: "lm_head", forward: head, backward: 2 * head });
   const forward = terms.reduce((s, t) => s + t.forward, 0);
@@ -182,9 +139,11 @@ export interface AnalyticBytes {
 export interface AnalyticBytesOptions extends AnalyticShape {
   /** A training graph (backward buffers) with AdamW moments; false: a forward-only graph with an inference store. */
   training: boolean;
-  /** Device limits, which pick the attention variant (defaultAttentionVariant) and the LM head chunk (lmHeadChunkRows). */
+  /**
+   * Without `adapter`: device limits, which pick the attention variant (selectAttentionVariant) and the LM head chunk
+   * (lmHeadChunkRows), and whether it is a CPU rasteriser (smaller LM-head chunks); default true.
+   */
   limits?: Readonly<Record<string, number>>;
-  /** A CPU rasteriser (smaller LM-head chunks, see lmHeadChunkRows); default true. */
   software?: boolean;
 }
 
@@ -223,56 +182,13 @@ export function analyticBuffers(cfg: ModelConfig, options: AnalyticBytesOptions)
   act("mixer_out", rows * d);
   if (training) { for (const n of ["grad.a", "grad.b", "grad.mixer_in"]) act(n, rows * d); }
 
-  layerMixers(cfg).forEach((kind, i) => {
-    const p = `layers.${i}.mixer`;
-    if (kind === "base_conv") {
-      act(`${p}.proj`, rows * d);
-      if (training) act(`${p}.dproj`, rows * d);
-    } else if (kind === "mha") {
-      const H = cfg.attnHeads;
-      act(`${p}.qkv`, rows * 3 * d);
-      act(`${p}.attn_out`, rows * d);
-      if (training) {
-        act(`${p}.d_attn_out`, rows * d);
-        act(`${p}.dqkv`, rows * 3 * d);
-        act(`${p}.attn.rowD`, B * H * L);
-      }
-      // Materialized attention keeps the [B, H, L, L] probabilities; flash only a log-sum-exp per row.
-      if (defaultAttentionVariant(options.limits ?? {}, B, L, H) === "materialized") {
-        act(`${p}.attn.probs`, B * H * L * L);
-      } else act(`${p}.attn.lse`, B * H * L);
-    } else {
-      const H = cfg.numHeads, qk = H * cfg.featureDim, vd = H * valueHeadDim(cfg);
-      act(`${p}.q`, rows * qk);
-      act(`${p}.k`, rows * qk);
-      act(`${p}.v`, rows * vd);
-      act(`${p}.y`, rows * vd);
-      act(`${p}.zinv`, rows * H);
-      const transform = cfg.mixer === "based" ? null : REBASED_TRANSFORMS[cfg.mixer as ReBasedVariant];
-      if (transform) {
-        for (const w of ["q", "k"]) {
-          act(`${p}.${w}_t`, rows * qk);
-          if (transform.flags.normalize !== false) {
-            act(`${p}.${w}_mean`, rows);
-            act(`${p}.${w}_rstd`, rows);
-          }
-        }
-      }
-      if (training) {
-        act(`${p}.dy`, rows * vd);
-        act(`${p}.dz`, rows * H);
-        act(`${p}.dq_t`, rows * qk);
-        act(`${p}.dk_t`, rows * qk);
-        act(`${p}.dv`, rows * vd);
-        if (transform) {
-          act(`${p}.dq`, rows * qk);
-          act(`${p}.dk`, rows * qk);
-        }
-      }
-    }
-  });
+  const adapter: AdapterTraits = options.adapter ??
+    { info: { software: options.software ?? true, backend: "vulkan" }, limits: options.limits ?? {} };
+  architecture(cfg.mixer).layers.forEach((layer, i) =>
+    layer.activations(layerContext(cfg, i, B, training, adapter, options.linearAttention), act)
+  );
   // The LM head's buffers exist in forward-only graphs too (dhg is simply unused there).
-  const R = lmHeadChunkRows(options.limits ?? {}, P, V, options.software ?? true);
+  const R = lmHeadChunkRows(adapter.limits, P, V, adapter.info.software);
   act("lm_head.hg", R * d);
   act("lm_head.logits", R * V);
   act("lm_head.dhg", P * d);

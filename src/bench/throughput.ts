@@ -18,20 +18,13 @@ import { mixSeed, Rng } from "../data/rng.ts";
 import { type Dispatch, submit } from "../ops/_dispatch.ts";
 import { type AdamWOp, createAdamW } from "../ops/adamw.ts";
 import { matmul } from "../ops/matmul.ts";
-import { makeModelConfig, type MixerName, type ModelConfig, valueHeadDim } from "../model/config.ts";
+import { makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
 import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
 import { runEnvironment } from "../train/environment.ts";
 import type { RunResult } from "../train/result.ts";
-import {
-  analyticBuffers,
-  type AnalyticBytes,
-  analyticFlops,
-  layerMixers,
-  type LinearAttentionForm,
-} from "./analytic.ts";
-import { chooseLinearAttentionVariant } from "../ops/linear_attention.ts";
+import { analyticBuffers, type AnalyticBytes, analyticFlops, type LinearAttentionForm } from "./analytic.ts";
 import {
   type KernelProfile,
   profileDispatches,
@@ -116,6 +109,8 @@ export interface BenchCaseResult {
   status: "ok" | "skipped" | "error";
   /** Why the batch was reduced, the case skipped or failed. */
   note: string | null;
+  /** The variant each op of the training graph ran (ModelGraph.variants); null when the case did not run. */
+  variants: Record<string, string> | null;
   params: number;
   /** GFLOP/s of the reference matmul measured just before this case. */
   referenceGflops: number | null;
@@ -442,17 +437,6 @@ async function measured<T>(gpu: Gpu, what: string, fn: () => Promise<T>): Promis
   return { value, peak };
 }
 
-/** The linear-attention form the model's layers pick on this adapter (as src/mixers/_linear_attention_layer.ts). */
-export function linearAttentionForm(gpu: Gpu, cfg: ModelConfig): LinearAttentionForm | null {
-  if (!layerMixers(cfg).includes("linear_attention")) return null;
-  const variant = chooseLinearAttentionVariant(gpu, {
-    seqLen: cfg.seqLen,
-    featureDim: cfg.featureDim,
-    valueDim: valueHeadDim(cfg),
-  });
-  return variant === "chunked" ? "chunked" : "parallel";
-}
-
 export function caseId(mixer: string, dModel: number, seqLen: number): string {
   return `${mixer}/d${dModel}/L${seqLen}`;
 }
@@ -471,22 +455,23 @@ export async function benchCase(
   validateMqarConfig(benchMqarConfig(cfg, N, 1));
   const plan = planBatch(cfg, settings.batchSize, N, bufferLimit(gpu), settings.maxMemoryBytes, gpu.info.software);
   const B = plan.batch ?? 1;
-  const linearAttention = linearAttentionForm(gpu, cfg);
-  const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N, linearAttention: linearAttention ?? undefined });
+  // The cost model asks the ops' variant rules about this adapter, as the graph does.
+  const flops = analyticFlops(cfg, { batch: B, labelsPerExample: N, adapter: gpu });
+  const linearAttention = (flops.terms.find((t) => t.kind === "linear_attention")?.form ?? null) as
+    | LinearAttentionForm
+    | null;
   const tokens = B * seqLen;
   const bytesTrain = analyticBuffers(cfg, {
     batch: B,
     labelsPerExample: N,
     training: true,
-    limits: gpu.limits,
-    software: gpu.info.software,
+    adapter: gpu,
   });
   const bytesInfer = analyticBuffers(cfg, {
     batch: B,
     labelsPerExample: N,
     training: false,
-    limits: gpu.limits,
-    software: gpu.info.software,
+    adapter: gpu,
   });
   const result: BenchCaseResult = {
     id: caseId(mixer, dModel, seqLen),
@@ -499,6 +484,7 @@ export async function benchCase(
     batch: plan.batch ?? 0,
     status: plan.batch === null ? "skipped" : "ok",
     note: plan.note,
+    variants: null,
     params: bytesTrain.buffers.filter((b) => b.category === "params").reduce((s, b) => s + b.elements, 0),
     referenceGflops: null,
     train: null,
@@ -524,6 +510,7 @@ export async function benchCase(
     const rigOptions = { batch: B, labelsPerExample: N, seed: settings.seed, lr: settings.lr };
     const train = await measured(gpu, "training", async () => {
       const rig = buildRig(gpu, cfg, true, rigOptions);
+      result.variants = { ...rig.graph.variants };
       const rate = await timeRig(gpu, rig, settings);
       const stats = await rig.graph.xent.readStats();
       const loss = stats.accCount > 0 ? stats.accLossSum / stats.accCount : NaN;

@@ -1,6 +1,6 @@
 /** `mqar doctor`: what adapter we got, which features passed the self-test, and a tiny matmul's speed. */
 import { acquireGpu, type Gpu, readTensor, REPORTED_LIMITS, writeTensor } from "../gpu/device.ts";
-import { defaultMatmulVariant, matmul } from "../ops/matmul.ts";
+import { matmul, selectMatmulVariant } from "../ops/matmul.ts";
 import { submit } from "../ops/_dispatch.ts";
 import { type Command, parseFlags, printJson } from "./_common.ts";
 
@@ -23,7 +23,7 @@ export async function measureMatmul(gpu: Gpu, n = 256, reps = 10): Promise<Docto
   const bv = new Float32Array(n * n).map((_, i) => ((i * 5) % 11) / 11 - 0.5);
   writeTensor(gpu, a, av);
   writeTensor(gpu, b, bv);
-  const variant = defaultMatmulVariant(gpu);
+  const variant = selectMatmulVariant(gpu);
   const d = matmul(gpu, "doctor.matmul", { a, b, out: c, M: n, N: n, K: n, variant });
   submit(gpu, [d]);
   await gpu.device.queue.onSubmittedWorkDone();

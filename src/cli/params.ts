@@ -1,5 +1,5 @@
 /** `mqar params`: exact parameter counts with a per-module breakdown, the paper's Table 4, and the full per-L table. */
-import { type ArchName, ARCHS, makeArchConfig } from "../model/config.ts";
+import { type ArchName, ARCHS, makeArchConfig, mixerHelp } from "../model/config.ts";
 import { checkTable4, paramBreakdown, paramCount } from "../model/param_count.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 
@@ -11,7 +11,8 @@ const USAGE = `Usage:
   mqar params --table4 [--json]     the paper's Table 4, recomputed (each cell at the L that reproduces it)
   mqar params --table [--json]      every architecture × d ∈ {64,128,256,512} × L ∈ {128,...,2048}
 
-Architectures: ${ARCHS.join(", ")} (rwkv, conv_rwkv and mamba can be counted, not trained).`;
+Architectures:
+${mixerHelp("  ", true)}`;
 
 function fmt(n: number): string {
   return n.toLocaleString("en-US");

@@ -16,6 +16,7 @@ import { notASingleRecord } from "../sweep/results_file.ts";
 import { checkOutputFile } from "../io/output_path.ts";
 import { resolve } from "node:path";
 import { adapterFitProblem } from "./_adapter_fit.ts";
+import { mixerHelp } from "../model/config.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
@@ -77,8 +78,8 @@ const USAGE = `Usage: mqar train [--config FILE] [flags] [--out FILE] [--save FI
 Trains one model on MQAR and writes its result record (JSON). Flags override the config file; unset fields take the
 paper's protocol (AdamW wd 0.1, cosine per epoch, early stop > 0.99, 64 epochs, batch 512, 100k/3k examples) at L=64.
 
-  --mixer NAME            attention, conv_attention, based, rebased, rebased_x2, rebased_gamma, rebased_gamma_beta,
-                          rebased_norm (default rebased)
+  --mixer NAME            (default rebased) one of:
+${mixerHelp("                            ")}
   --d-model N --seq-len N --kv-pairs N --vocab-size N
   --train-examples N --test-examples N --batch-size N --micro-batch-size N (gradient accumulation)
   --epochs N --lr X --weight-decay X --seed N (init, order, dropout) --data-seed N (the data) --max-steps N

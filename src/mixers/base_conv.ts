@@ -1,53 +1,60 @@
-/** BaseConv (spec §3.1): y = conv3(u) ⊙ (u·W_pᵀ + b_p) + u, the layer-0 mixer of every model but `attention`. */
-import type { Dispatch } from "../ops/_dispatch.ts";
-import { shortConvGateBackward, shortConvGateForward, shortConvScratchLength } from "../ops/short_conv.ts";
-import { linearBackward, linearForward } from "../model/linear.ts";
-import type { MixerBuilder } from "./types.ts";
+/**
+ * BaseConv (spec §3.1), the layer-0 mixer of every model but `attention`: y = conv3(u) ⊙ (u·W_pᵀ + b_p) + u, a
+ * depthwise causal 3-tap convolution gated by a linear projection, with its own skip. GPU builder: base_conv_gpu.ts.
+ */
+import { baseConvBackwardRef, baseConvForwardRef, type BaseConvParams } from "../reference/short_conv.ts";
+import { conv1dDefault, type LayerDescriptor, linearFlops } from "./descriptor.ts";
 
-export const buildBaseConv: MixerBuilder = (ctx) => {
-  const { gpu, cfg, rows, batch } = ctx;
-  const d = cfg.dModel;
-  const proj = ctx.activation("proj", [rows, d]);
-  const projection = {
-    x: ctx.input,
-    y: proj,
-    weight: ctx.param("projection.weight"),
-    bias: ctx.param("projection.bias"),
-    rows,
-    inFeatures: d,
-    outFeatures: d,
-  };
-  const weight = ctx.param("conv.conv.weight"), bias = ctx.param("conv.conv.bias");
-  const shape = { batch, seqLen: cfg.seqLen, width: d };
-  const forward: Dispatch[] = [
-    linearForward(gpu, `${ctx.label}.projection`, projection),
-    shortConvGateForward(gpu, `${ctx.label}.gate`, {
-      ...shape,
-      u: ctx.input,
-      proj,
-      weight: weight.param,
-      bias: bias.param,
-      y: ctx.output,
-    }),
-  ];
-  if (!ctx.training) return { forward, backward: [] };
-  const dproj = ctx.activation("dproj", [rows, d]);
-  const scratch = gpu.allocator.tensor(`${ctx.label}.conv_scratch`, [shortConvScratchLength(shape)], "workspace");
-  const backward: Dispatch[] = [
-    shortConvGateBackward(gpu, `${ctx.label}.gate.bwd`, {
-      ...shape,
-      u: ctx.input,
-      proj,
-      weight: weight.param,
-      bias: bias.param,
-      dy: ctx.dOutput,
-      du: ctx.dInput,
-      dproj,
-      dweight: weight.grad,
-      dbias: bias.grad,
-      scratch,
-    }),
-    ...linearBackward(gpu, `${ctx.label}.projection`, projection, { dy: dproj, dx: ctx.dInput, accumulateDx: true }),
-  ];
-  return { forward, backward };
+export const SHORT_CONV_KERNEL = 3;
+
+export const baseConvLayer: LayerDescriptor<null> = {
+  kind: "base_conv",
+  label: "BaseConv",
+  options: null,
+  params(m, cfg) {
+    const d = cfg.dModel;
+    m.linear("projection", d, d, true);
+    const conv = conv1dDefault(SHORT_CONV_KERNEL); // depthwise: fan_in = (in/groups) * k = 3
+    m.add("conv.conv.weight", [d, 1, SHORT_CONV_KERNEL], conv);
+    m.add("conv.conv.bias", [d], conv);
+  },
+  reference(ctx, u) {
+    const params: BaseConvParams = {
+      projWeight: ctx.param("projection.weight"),
+      projBias: ctx.param("projection.bias"),
+      convWeight: ctx.param("conv.conv.weight"),
+      convBias: ctx.param("conv.conv.bias"),
+    };
+    const shape = { batch: ctx.batch, seqLen: ctx.cfg.seqLen, width: ctx.cfg.dModel };
+    const { y } = baseConvForwardRef(u, params, shape);
+    return {
+      y,
+      backward: (dy) => {
+        const g = baseConvBackwardRef(u, params, dy, shape);
+        return {
+          du: g.du,
+          grads: new Map([
+            [ctx.name("projection.weight"), g.dprojWeight],
+            [ctx.name("projection.bias"), g.dprojBias],
+            [ctx.name("conv.conv.weight"), g.dconvWeight],
+            [ctx.name("conv.conv.bias"), g.dconvBias],
+          ]),
+        };
+      },
+    };
+  },
+  flops({ cfg, rows, label }) {
+    const d = cfg.dModel, conv = 2 * SHORT_CONV_KERNEL * rows * d;
+    return [linearFlops(`${label}.projection`, rows, d, d), {
+      name: `${label}.conv`,
+      kind: "conv",
+      forward: conv,
+      backward: 2 * conv,
+    }];
+  },
+  activations({ cfg, rows, label, training }, act) {
+    act(`${label}.proj`, rows * cfg.dModel);
+    if (training) act(`${label}.dproj`, rows * cfg.dModel);
+  },
+  stateFloats: (cfg) => (SHORT_CONV_KERNEL - 1) * cfg.dModel,
 };

@@ -1,58 +1,107 @@
-/** Multi-head softmax attention (spec §3.2): Wqkv (bias) → causal softmax with −10000 mask, dropout 0.1 → out_proj. */
-import type { Dispatch } from "../ops/_dispatch.ts";
-import { createAttention } from "../ops/attention.ts";
-import { linearBackward, linearForward } from "../model/linear.ts";
-import type { MixerBuilder } from "./types.ts";
+/**
+ * Multi-head softmax attention (spec §3.2): Wqkv d → 3d (bias) → causal softmax with the additive −10000 mask and
+ * dropout 0.1 on the probabilities → out_proj (bias). The `attention` model uses it in both layers, `conv_attention`
+ * behind BaseConv. GPU builder: mha_gpu.ts.
+ */
+import { ModelConfigError } from "../model/arch_config.ts";
+import { attentionBackwardRef, attentionForwardRef, type AttentionShape } from "../reference/attention.ts";
+import { linearBackward, linearForward } from "../reference/matmul.ts";
+import { selectAttentionVariant } from "../ops/attention.ts";
+import { baseConvLayer } from "./base_conv.ts";
+import { defineArch, type LayerDescriptor, linearFlops } from "./descriptor.ts";
 
+/** Dropout on MHA's attention probabilities (spec §3.2). */
 export const ATTENTION_DROPOUT = 0.1;
 
-export const buildMha: MixerBuilder = (ctx) => {
-  const { gpu, cfg, rows, batch } = ctx;
-  const d = cfg.dModel;
-  const qkv = ctx.activation("qkv", [rows, 3 * d]);
-  const attnOut = ctx.activation("attn_out", [rows, d]);
-  const wqkv = {
-    x: ctx.input,
-    y: qkv,
-    weight: ctx.param("Wqkv.weight"),
-    bias: ctx.param("Wqkv.bias"),
-    rows,
-    inFeatures: d,
-    outFeatures: 3 * d,
-  };
-  const outProj = {
-    x: attnOut,
-    y: ctx.output,
-    weight: ctx.param("out_proj.weight"),
-    bias: ctx.param("out_proj.bias"),
-    rows,
-    inFeatures: d,
-    outFeatures: d,
-  };
-  const dAttnOut = ctx.training ? ctx.activation("d_attn_out", [rows, d]) : undefined;
-  const dqkv = ctx.training ? ctx.activation("dqkv", [rows, 3 * d]) : undefined;
-  const attention = createAttention(gpu, `${ctx.label}.attn`, {
-    qkv,
-    out: attnOut,
-    dout: dAttnOut,
-    dqkv,
-    B: batch,
-    L: cfg.seqLen,
-    d,
-    H: cfg.attnHeads,
-    dropout: ctx.training ? ATTENTION_DROPOUT : 0,
-  });
-  attention.setStep({ seed: 0, training: ctx.training });
-  const forward: Dispatch[] = [
-    linearForward(gpu, `${ctx.label}.Wqkv`, wqkv),
-    ...attention.forward,
-    linearForward(gpu, `${ctx.label}.out_proj`, outProj),
-  ];
-  if (!ctx.training) return { forward, backward: [] };
-  const backward: Dispatch[] = [
-    ...linearBackward(gpu, `${ctx.label}.out_proj`, outProj, { dy: ctx.dOutput, dx: dAttnOut }),
-    ...attention.backward,
-    ...linearBackward(gpu, `${ctx.label}.Wqkv`, wqkv, { dy: dqkv!, dx: ctx.dInput }),
-  ];
-  return { forward, backward, setSeed: (seed) => attention.setStep({ seed, training: true }) };
+/** Causal (i ≥ j) query-key pairs of one sequence of length L. */
+export const causalPairs = (L: number): number => (L * (L + 1)) / 2;
+
+export const mhaLayer: LayerDescriptor<null> = {
+  kind: "mha",
+  label: "MHA",
+  options: null,
+  params(m, cfg) {
+    m.linear("Wqkv", 3 * cfg.dModel, cfg.dModel, true);
+    m.linear("out_proj", cfg.dModel, cfg.dModel, true);
+  },
+  validate(cfg) {
+    if (cfg.dModel % cfg.attnHeads !== 0) {
+      throw new ModelConfigError(
+        `attnHeads: ${cfg.attnHeads} must divide dModel = ${cfg.dModel} for ${cfg.mixer} (head dim = dModel/attnHeads)`,
+        "attnHeads",
+      );
+    }
+  },
+  reference(ctx, u) {
+    const { cfg, batch: B } = ctx;
+    const d = cfg.dModel, rows = B * cfg.seqLen;
+    const wqkv = ctx.param("Wqkv.weight"), bqkv = Float64Array.from(ctx.param("Wqkv.bias"));
+    const wo = ctx.param("out_proj.weight"), bo = Float64Array.from(ctx.param("out_proj.bias"));
+    const shape: AttentionShape = { B, L: cfg.seqLen, d, H: cfg.attnHeads };
+    const qkv = linearForward(u, wqkv, bqkv, rows, 3 * d, d);
+    const { out: attn } = attentionForwardRef(qkv, shape, ctx.dropout);
+    const y = linearForward(attn, wo, bo, rows, d, d);
+    return {
+      y,
+      backward: (dy) => {
+        const o = linearBackward(attn, wo, dy, rows, d, d);
+        const dqkv = attentionBackwardRef(qkv, o.dx, shape, ctx.dropout);
+        const i = linearBackward(u, wqkv, dqkv, rows, 3 * d, d);
+        return {
+          du: i.dx,
+          grads: new Map([
+            [ctx.name("Wqkv.weight"), i.dw],
+            [ctx.name("Wqkv.bias"), i.db],
+            [ctx.name("out_proj.weight"), o.dw],
+            [ctx.name("out_proj.bias"), o.db],
+          ]),
+        };
+      },
+    };
+  },
+  flops({ cfg, batch, rows, label }) {
+    const d = cfg.dModel;
+    // H heads of dh = d/H: Σ over heads of 2·dh per pair is 2·d per pair (QKᵀ, P·V forward; dV, dP, dQ, dK backward).
+    const perProduct = 2 * d * batch * causalPairs(cfg.seqLen);
+    return [
+      linearFlops(`${label}.Wqkv`, rows, d, 3 * d),
+      { name: `${label}.attn`, kind: "attention", forward: 2 * perProduct, backward: 4 * perProduct },
+      linearFlops(`${label}.out_proj`, rows, d, d),
+    ];
+  },
+  activations({ cfg, batch: B, rows, label, training, adapter }, act) {
+    const d = cfg.dModel, L = cfg.seqLen, H = cfg.attnHeads;
+    act(`${label}.qkv`, rows * 3 * d);
+    act(`${label}.attn_out`, rows * d);
+    if (training) {
+      act(`${label}.d_attn_out`, rows * d);
+      act(`${label}.dqkv`, rows * 3 * d);
+      act(`${label}.attn.rowD`, B * H * L);
+    }
+    // Materialized attention keeps the [B, H, L, L] probabilities; flash only a log-sum-exp per row.
+    if (selectAttentionVariant(adapter, { B, L, H }) === "materialized") act(`${label}.attn.probs`, B * H * L * L);
+    else act(`${label}.attn.lse`, B * H * L);
+  },
+  // The KV cache at L.
+  stateFloats: (cfg) => 2 * cfg.dModel * cfg.seqLen,
 };
+
+export const attention = defineArch({
+  name: "attention",
+  label: "Attention",
+  summary: "softmax attention (MHA, 1 head, dropout 0.1) in both layers",
+  block: "transformer",
+  layers: [mhaLayer, mhaLayer],
+  trainable: true,
+  paramFormula: ({ dModel: d, vocabSize: V, seqLen: L }) => V * d + L * d + 8 * d * d + 18 * d,
+});
+
+export const convAttention = defineArch({
+  name: "conv_attention",
+  label: "ConvAttention",
+  summary: "BaseConv, then softmax attention",
+  block: "transformer",
+  layers: [baseConvLayer, mhaLayer],
+  trainable: true,
+  paramFormula: ({ dModel: d, vocabSize: V, seqLen: L }) => V * d + L * d + 5 * d * d + 19 * d,
+});

@@ -1,25 +1,44 @@
 /**
- * Model name → the mixers of its two layers (spec §2.2). A new mixer is one file in this folder plus one line here.
- * Every model but `attention` has BaseConv in layer 0.
+ * Every architecture, one line each (spec §2.2). Everything else is derived from this list: the trainable mixer names,
+ * help texts, labels in parameter tables and reports, parameter specs and counts, the float64 reference model, the
+ * analytic cost model and config validation. A new mixer: its descriptor file (descriptor.ts explains the parts), its
+ * GPU builder (gpu_registry.ts), its ops/kernels/reference files, its tests, and one line here.
  */
-import type { MixerName } from "../model/config.ts";
-import { buildBaseConv } from "./base_conv.ts";
-import { buildBased } from "./based.ts";
-import { buildMha } from "./mha.ts";
-import { rebasedBuilder } from "./rebased.ts";
-import type { MixerBuilder } from "./types.ts";
+import { attention, convAttention } from "./mha.ts";
+import { based, rebased, rebasedGamma, rebasedGammaBeta, rebasedNorm, rebasedX2 } from "./linear_attention.ts";
+import { convRwkv, rwkv } from "./rwkv.ts";
+import { mamba } from "./mamba.ts";
+import type { ArchDescriptor } from "./descriptor.ts";
 
-export const MODEL_LAYERS: Readonly<Record<MixerName, readonly [MixerBuilder, MixerBuilder]>> = {
-  attention: [buildMha, buildMha],
-  conv_attention: [buildBaseConv, buildMha],
-  based: [buildBaseConv, buildBased],
-  rebased: [buildBaseConv, rebasedBuilder("rebased")],
-  rebased_x2: [buildBaseConv, rebasedBuilder("rebased_x2")],
-  rebased_gamma: [buildBaseConv, rebasedBuilder("rebased_gamma")],
-  rebased_gamma_beta: [buildBaseConv, rebasedBuilder("rebased_gamma_beta")],
-  rebased_norm: [buildBaseConv, rebasedBuilder("rebased_norm")],
-};
+export const ARCHITECTURES = [
+  attention,
+  convAttention,
+  based,
+  rebased,
+  rebasedX2,
+  rebasedGamma,
+  rebasedGammaBeta,
+  rebasedNorm,
+  rwkv,
+  convRwkv,
+  mamba,
+] as const;
 
-export function layerBuilders(mixer: MixerName): readonly [MixerBuilder, MixerBuilder] {
-  return MODEL_LAYERS[mixer];
+type Registered = typeof ARCHITECTURES[number];
+export type ArchName = Registered["name"];
+/** Names of the architectures that train. */
+export type MixerName = Extract<Registered, { trainable: true }>["name"];
+
+const BY_NAME: ReadonlyMap<string, ArchDescriptor> = new Map(ARCHITECTURES.map((a) => [a.name, a]));
+
+/** The descriptor of `name`, or undefined for an unknown name (callers report it with the valid names). */
+export function findArchitecture(name: string): ArchDescriptor | undefined {
+  return BY_NAME.get(name);
+}
+
+/** The descriptor of a name already validated (src/model/config.ts); throws for an unknown one. */
+export function architecture(name: string): ArchDescriptor {
+  const arch = BY_NAME.get(name);
+  if (!arch) throw new Error(`unknown architecture ${JSON.stringify(name)}; known: ${[...BY_NAME.keys()].join(", ")}`);
+  return arch;
 }

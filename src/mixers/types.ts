@@ -4,10 +4,15 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../ops/_dispatch.ts";
 import type { ModelConfig } from "../model/config.ts";
 import type { ParamSlot, ParamStore } from "../model/parameters.ts";
+import type { LayerDescriptor } from "./descriptor.ts";
 
 export interface MixerContext {
   gpu: Gpu;
   cfg: ModelConfig;
+  /** The layer's descriptor (its `options` tell layers of one kind apart, e.g. a kernel and a q/k transform). */
+  layer: LayerDescriptor;
+  /** 0 or 1. */
+  layerIndex: number;
   /** Examples per micro-batch. */
   batch: number;
   /** batch · seqLen token rows. */
@@ -31,6 +36,8 @@ export interface MixerContext {
 export interface MixerGraph {
   forward: Dispatch[];
   backward: Dispatch[];
+  /** The variant each op of the layer runs (op → variant), for result records (e.g. { attn: "chunked" }). */
+  variants?: Record<string, string>;
   /** Per-submit randomness (attention dropout): called with a fresh seed before each training micro-batch. */
   setSeed?(seed: number): void;
 }

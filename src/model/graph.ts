@@ -22,11 +22,13 @@ import {
 } from "../ops/embedding.ts";
 import { createLayerNormBackward, createLayerNormForward } from "../ops/layernorm.ts";
 import { mixSeed } from "../data/rng.ts";
-import { layerBuilders } from "../mixers/registry.ts";
+import { architecture } from "../mixers/registry.ts";
+import { gpuBuilder } from "../mixers/gpu_registry.ts";
+import { selectMatmulVariant } from "../ops/matmul.ts";
 import type { MixerGraph } from "../mixers/types.ts";
 import type { ModelConfig } from "./config.ts";
 import type { ParamStore } from "./parameters.ts";
-import { POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "./param_spec.ts";
+import { mixerPrefix, POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "./param_spec.ts";
 
 export const EMBED_DROPOUT = 0.1;
 const LN_EPS = 1e-5;
@@ -50,6 +52,8 @@ export interface ModelGraph {
   readonly forward: readonly Dispatch[];
   readonly backward: readonly Dispatch[];
   readonly xent: LmHeadXentOp;
+  /** The variant each op runs ("matmul", "layers.1.mixer.attn", ...): what the adapter's select rules chose. */
+  readonly variants: Readonly<Record<string, string>>;
   /** Uploads ids, labels and the embedding-gradient index of a micro-batch (queue writes, no readback). */
   upload(batch: MqarBatch): void;
   /** Fresh dropout masks for the next micro-batch. */
@@ -157,20 +161,25 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
   const gB = training ? wide("grad.b") : r[0];
   const dMixerIn = training ? wide("grad.mixer_in") : r[0];
   const mixerOut = wide("mixer_out");
-  const builders = layerBuilders(cfg.mixer);
+  const arch = architecture(cfg.mixer);
+  if (arch.block !== "transformer") throw new Error(`${cfg.mixer}: the ${arch.block} block has no GPU graph yet`);
+  const variants: Record<string, string> = { matmul: selectMatmulVariant(gpu) };
   const blocks: { norm1: Norm; norm2: Norm; mixer: MixerGraph }[] = [];
   for (let i = 0; i < 2; i++) {
     const prefix = `backbone.layers.${i}`;
     const rIn = r[2 * i], rMid = r[2 * i + 1], rOut = r[2 * i + 2];
     const norm1 = norm(`layers.${i}.norm1`, `${prefix}.norm1`, rIn, wide(`layers.${i}.norm1.out`));
-    const mixerPrefix = `${prefix}.sequence_mixer.mixer.`;
-    const mixer = builders[i]({
+    const paramPrefix = mixerPrefix(cfg, i);
+    const layer = arch.layers[i];
+    const mixer = gpuBuilder(layer)({
       gpu,
       cfg,
+      layer,
+      layerIndex: i,
       batch,
       rows,
       label: `layers.${i}.mixer`,
-      param: (name) => params.get(mixerPrefix + name),
+      param: (name) => params.get(paramPrefix + name),
       input: norm1.y,
       output: mixerOut,
       dOutput: gB,
@@ -178,6 +187,7 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       training,
       activation: (name, shape) => activation(`layers.${i}.mixer.${name}`, shape),
     });
+    for (const [op, variant] of Object.entries(mixer.variants ?? {})) variants[`layers.${i}.mixer.${op}`] = variant;
     forward.push(...mixer.forward);
     forward.push(createAdd(gpu, `layers.${i}.residual1`, { a: rIn, b: mixerOut, out: rMid }));
     const norm2 = norm(`layers.${i}.norm2`, `${prefix}.norm2`, rMid, wide(`layers.${i}.norm2.out`));
@@ -234,6 +244,7 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
     forward,
     backward,
     xent,
+    variants,
     upload(b) {
       if (b.inputs.length !== rows) {
         throw new Error(`graph expects ${rows} tokens per micro-batch, got ${b.inputs.length}`);

@@ -37,6 +37,12 @@ export function fillInit(out: Float32Array, init: InitDescriptor, rng: Rng): voi
       for (let i = 0; i < out.length; i++) out[i] = init.low + span * rng.uniform();
       return;
     }
+    case "values":
+      if (init.values.length !== out.length) {
+        throw new Error(`fillInit: ${init.values.length} values for ${out.length} elements`);
+      }
+      out.set(init.values);
+      return;
   }
 }
 

@@ -2,7 +2,8 @@
  * Parameter counts: module by module from the parameter shapes, the closed forms of spec §4, and the paper's Table 4
  * with the sequence length that reproduces each cell (the position table L·d is the only L-dependent term).
  */
-import { type ArchConfig, type ArchName, isLinearAttention, makeArchConfig, validateArchConfig } from "./config.ts";
+import { type ArchConfig, type ArchName, makeArchConfig, validateArchConfig } from "./config.ts";
+import { architecture } from "../mixers/registry.ts";
 import { LM_HEAD, numel, paramShapes, WORD_EMBEDDINGS } from "./param_spec.ts";
 
 export interface BreakdownRow {
@@ -52,39 +53,13 @@ export function paramCount(cfg: ArchConfig): number {
 }
 
 /**
- * Closed forms of spec §4, written independently of the shapes (Vd + Ld, 10d of LayerNorms, then the mixers), with the
- * linear-attention widths F·H and H·floor(d/H) kept symbolic so non-default heads/feature dims are covered too.
+ * Closed forms of spec §4, written in each architecture's descriptor independently of its parameter shapes (Vd + Ld,
+ * 10d of LayerNorms, then the mixers), with the linear-attention widths F·H and H·floor(d/H) kept symbolic so
+ * non-default heads/feature dims are covered too.
  */
 export function formulaParamCount(cfg: ArchConfig): number {
   validateArchConfig(cfg);
-  const d = cfg.dModel, V = cfg.vocabSize, L = cfg.seqLen;
-  const embeddings = V * d + L * d;
-  switch (cfg.mixer) {
-    case "attention":
-      return embeddings + 8 * d * d + 18 * d;
-    case "conv_attention":
-      return embeddings + 5 * d * d + 19 * d;
-    case "rwkv":
-      return embeddings + 8 * d * d + 20 * d;
-    case "conv_rwkv":
-      return embeddings + 5 * d * d + 20 * d;
-    case "mamba":
-      return embeddings + 12 * d * d + 8 * d * Math.ceil(d / 16) + 224 * d;
-    default: {
-      if (!isLinearAttention(cfg.mixer)) throw new Error(`formulaParamCount: unhandled mixer ${cfg.mixer}`);
-      const F = cfg.featureDim, H = cfg.numHeads;
-      const based = embeddings + d * d + 15 * d + 2 * d * F * H + 2 * d * H * Math.floor(d / H);
-      const extra: Record<string, number> = {
-        based: 0,
-        rebased: 4 * F * H, // LayerNorm γ,β for q and k
-        rebased_x2: 0,
-        rebased_gamma: 2 * F * H,
-        rebased_gamma_beta: 4 * F * H,
-        rebased_norm: 0,
-      };
-      return based + extra[cfg.mixer];
-    }
-  }
+  return architecture(cfg.mixer).paramFormula(cfg);
 }
 
 export interface Table4Cell {

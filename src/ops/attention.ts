@@ -51,6 +51,8 @@ export interface AttentionArgs {
 }
 
 export interface AttentionOp {
+  /** The variant this op runs (selectAttentionVariant unless one was given). */
+  readonly variant: AttentionVariant;
   readonly forward: readonly Dispatch[];
   /** Empty when dout/dqkv are not given. */
   readonly backward: readonly Dispatch[];
@@ -71,12 +73,11 @@ export function attentionDropoutThreshold(p: number): number {
  * The materialised probabilities cost B·H·L²·4 bytes: fine (and fastest) for short sequences, but they break the
  * device's binding limit or dominate memory at long L, where the flash variant keeps memory linear in L.
  */
-export function defaultAttentionVariant(
-  limits: Readonly<Record<string, number>>,
-  B: number,
-  L: number,
-  H: number,
+export function selectAttentionVariant(
+  adapter: { limits: Readonly<Record<string, number>> },
+  shape: { B: number; L: number; H: number },
 ): AttentionVariant {
+  const { B, L, H } = shape, limits = adapter.limits;
   const bytes = B * H * L * L * 4;
   const limit = Math.min(limits.maxStorageBufferBindingSize ?? 2 ** 27, limits.maxBufferSize ?? 2 ** 28);
   return bytes > Math.min(limit, 256 * 2 ** 20) ? "flash" : "materialized";
@@ -101,7 +102,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   need(args.dqkv, B * L * 3 * d, "dqkv");
   const p = args.dropout ?? 0;
   const threshold = attentionDropoutThreshold(p);
-  const variant = args.variant ?? defaultAttentionVariant(gpu.limits, B, L, H);
+  const variant = args.variant ?? selectAttentionVariant(gpu, { B, L, H });
   const rowCount = B * H * L;
   const alloc = gpu.allocator;
   const params = makeUniform(gpu, `${label}.params`, [
@@ -255,6 +256,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   }
 
   return {
+    variant,
     forward,
     backward,
     workspace,

@@ -91,12 +91,17 @@ export interface LinearAttentionBackwardArgs extends LinearAttentionConfig {
   accumulate?: boolean;
 }
 
+/** The adapter facts the variant rules read (a Gpu satisfies it). */
+export interface LinearAttentionAdapter {
+  info: { software: boolean; backend: string };
+}
+
 /**
- * Software rasterisers pay heavily for workgroup barriers, so they read keys straight from global memory; real GPUs get
- * scalar accumulators and score tiles in workgroup memory.
+ * The adapter's exact parallel variant: software rasterisers pay heavily for workgroup barriers, so they read keys
+ * straight from global memory; real GPUs get scalar accumulators and score tiles in workgroup memory.
  */
-export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant {
-  return gpu.info.software ? "rows" : "smem";
+export function parallelLinearAttentionVariant(adapter: LinearAttentionAdapter): LinearAttentionVariant {
+  return adapter.info.software ? "rows" : "smem";
 }
 
 /**
@@ -110,28 +115,28 @@ export function defaultLinearAttentionVariant(gpu: Gpu): LinearAttentionVariant 
 export const CHUNKED_FROM_SEQ_LEN = { software: 576, softwareWide: 336, hardware: 1024 } as const;
 
 /**
- * The length from which chooseLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on
+ * The length from which selectLinearAttentionVariant picks chunked (wide: more than 15 value columns per head). Never on
  * GL (llvmpipe's GL compiler took 6 minutes over the f = 16 chunked pipelines).
  */
-export function chunkedFromSeqLen(gpu: Gpu, valueDim: number): number {
-  if (gpu.info.backend === "gl") return Infinity;
-  if (!gpu.info.software) return CHUNKED_FROM_SEQ_LEN.hardware;
+export function chunkedFromSeqLen(adapter: LinearAttentionAdapter, valueDim: number): number {
+  if (adapter.info.backend === "gl") return Infinity;
+  if (!adapter.info.software) return CHUNKED_FROM_SEQ_LEN.hardware;
   return valueDim + 1 > 16 ? CHUNKED_FROM_SEQ_LEN.softwareWide : CHUNKED_FROM_SEQ_LEN.software;
 }
 
 /**
- * The variant a model should train with: chunked (O(L) per sequence) from chunkedFromSeqLen on when its state fits
- * (f ≤ 16), otherwise the adapter's default parallel variant (O(L²)).
+ * The one variant rule of this op (its default, and what the model and the bench use): chunked (O(L) per sequence)
+ * from chunkedFromSeqLen on when its state fits (f ≤ 16), otherwise the adapter's parallel variant (O(L²)).
  */
-export function chooseLinearAttentionVariant(
-  gpu: Gpu,
+export function selectLinearAttentionVariant(
+  adapter: LinearAttentionAdapter,
   cfg: Pick<LinearAttentionConfig, "seqLen" | "featureDim" | "valueDim">,
 ): LinearAttentionVariant {
-  if (cfg.featureDim > 16) return defaultLinearAttentionVariant(gpu);
-  const long = cfg.seqLen >= chunkedFromSeqLen(gpu, cfg.valueDim);
+  if (cfg.featureDim > 16) return parallelLinearAttentionVariant(adapter);
+  const long = cfg.seqLen >= chunkedFromSeqLen(adapter, cfg.valueDim);
   // On CPU rasterisers a sequence too long for one rows invocation's loop budget also goes to chunked (segmented).
-  const tooLong = gpu.info.software && gpu.info.backend !== "gl" && !rowsFitLoopLimit(cfg, 1);
-  return long || tooLong ? "chunked" : defaultLinearAttentionVariant(gpu);
+  const tooLong = adapter.info.software && adapter.info.backend !== "gl" && !rowsFitLoopLimit(cfg, 1);
+  return long || tooLong ? "chunked" : parallelLinearAttentionVariant(adapter);
 }
 
 /**
@@ -257,7 +262,7 @@ const PASS_DEFINE: Record<Pass, string> = {
 
 /** Entry point, defines and grid of one pass of a parallel variant. */
 function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumulate: boolean) {
-  const variant = cfg.variant ?? defaultLinearAttentionVariant(gpu);
+  const variant = cfg.variant ?? selectLinearAttentionVariant(gpu, cfg);
   if (variant === "chunked") throw new Error("linear attention: the chunked variant is not parallel");
   const f = cfg.featureDim, dv = cfg.valueDim;
   const defines: Record<string, number | boolean> = {
@@ -305,7 +310,8 @@ function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumula
   };
 }
 
-export function linearAttentionForward(gpu: Gpu, label: string, args: LinearAttentionForwardArgs): Dispatch {
+export function linearAttentionForward(gpu: Gpu, label: string, input: LinearAttentionForwardArgs): Dispatch {
+  const args = { ...input, variant: input.variant ?? selectLinearAttentionVariant(gpu, input) };
   const f = args.featureDim, dv = args.valueDim;
   validate(label, args, { q: [args.q, f], k: [args.k, f], v: [args.v, dv], y: [args.y, dv], zinv: [args.zinv, 1] });
   if (args.variant === "chunked") return chunkedForward(gpu, label, args);
@@ -453,6 +459,7 @@ export function linearAttentionBackward(gpu: Gpu, label: string, args: LinearAtt
     dz: [args.dz, 1],
   });
   const accumulate = Boolean(args.accumulate);
+  args = { ...args, variant: args.variant ?? selectLinearAttentionVariant(gpu, args) };
   if (args.variant === "chunked") return sequence(label, chunkedBackwardPasses(gpu, label, args, accumulate));
   const params = makeParams(gpu, label, args);
   const passes = [

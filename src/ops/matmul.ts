@@ -47,8 +47,11 @@ export interface MatmulArgs {
  * Software rasterisers pay heavily for workgroup barriers and per-lane memory accesses, so they get the
  * register-blocked variant; GPUs get the workgroup-memory tiles. (`args` is accepted for shape-based choices.)
  */
-export function defaultMatmulVariant(gpu: Gpu, _args?: Pick<MatmulArgs, "M" | "N" | "K">): MatmulVariant {
-  return gpu.info.software ? "blocked" : "tiled";
+export function selectMatmulVariant(
+  adapter: { info: { software: boolean } },
+  _shape?: Pick<MatmulArgs, "M" | "N" | "K">,
+): MatmulVariant {
+  return adapter.info.software ? "blocked" : "tiled";
 }
 
 /** Output tile of one workgroup: what decides how many workgroups a matmul has before any split-K. */
@@ -113,7 +116,7 @@ export function matmul(gpu: Gpu, label: string, args: MatmulArgs): Dispatch {
   need(b, strideB * (batch - 1) + K * N, "B");
   need(out, strideC * (batch - 1) + M * N, "out");
   if (args.bias) need(args.bias, N, "bias");
-  const variant = args.variant ?? defaultMatmulVariant(gpu, args);
+  const variant = args.variant ?? selectMatmulVariant(gpu, args);
   if (!MATMUL_VARIANTS.includes(variant)) throw new Error(`${label}: unknown matmul variant ${variant}`);
   const blockRows = args.blockRows ?? 8;
   if (![4, 8].includes(blockRows)) throw new Error(`${label}: blockRows must be 4 or 8, got ${blockRows}`);

@@ -14,8 +14,7 @@
  *   out = LN_f(r)                                                        [ln_f]
  *   logits = out[labelPositions] · WordEmbᵀ   (tied head), loss = mean cross-entropy over labelled positions.
  *
- * Mixers: layer 0 is MHA for `attention`, BaseConv otherwise; layer 1 is MHA (attention, conv_attention), Based, or
- * ReBased with the q/k transform of its variant (spec §3.4 ablation table).
+ * Mixers: each layer's float64 forward/backward is its descriptor's `reference` (src/mixers/registry.ts).
  *
  * Dropout (training only; with training = false nothing is dropped):
  * - embedding dropout: `dropoutRef(x, 0.1, seeds.embedding, seeds.embeddingStream ?? 0)` of ./dropout.ts over the
@@ -24,26 +23,20 @@
  *   (seed, b, h, i_query, j_key); kept probabilities are scaled by 1/(1 − 0.1) (float64, as attention.ts does).
  * The GPU model must pass exactly these seeds (and stream) to its dropout and attention ops to reproduce the masks.
  */
-import { attentionBackwardRef, type AttentionDropout, attentionForwardRef, type AttentionShape } from "./attention.ts";
 import { lmHeadXentBackwardRef, lmHeadXentForwardRef } from "./cross_entropy.ts";
 import { dropoutBackwardRef, dropoutRef } from "./dropout.ts";
 import { embeddingBackwardRef, embeddingForwardRef } from "./embedding.ts";
 import { layerNormBackwardRef, layerNormForwardRef, type LayerNormRefOptions } from "./layernorm.ts";
-import {
-  linearAttentionBackwardRef,
-  linearAttentionForwardRef,
-  type LinearAttentionKernel,
-  type LinearAttentionShape,
-} from "./linear_attention.ts";
-import { linearBackward, linearForward } from "./matmul.ts";
-import { baseConvBackwardRef, baseConvForwardRef, type BaseConvParams, type ShortConvShape } from "./short_conv.ts";
-import { type MixerName, type ModelConfig, validateModelConfig, valueHeadDim } from "../model/config.ts";
-import { numel, paramSpec, POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "../model/param_spec.ts";
+import { type ModelConfig, validateModelConfig } from "../model/config.ts";
+import { mixerPrefix, numel, paramSpec, POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "../model/param_spec.ts";
+import { architecture } from "../mixers/registry.ts";
+import { ATTENTION_DROPOUT } from "../mixers/mha.ts";
+import type { RefLayerGrads, RefLayerResult } from "../mixers/descriptor.ts";
+
+export { ATTENTION_DROPOUT } from "../mixers/mha.ts";
 
 /** Embedding dropout of layer 0 (spec §2.1). */
 export const EMBED_DROPOUT = 0.1;
-/** Dropout on MHA's attention probabilities (spec §3.2). */
-export const ATTENTION_DROPOUT = 0.1;
 /** eps of norm1, norm2, ln_f and ReBased's LayerNorm / Normalizer. */
 export const LAYER_NORM_EPS = 1e-5;
 const N_LAYERS = 2;
@@ -106,59 +99,9 @@ export interface ModelForwardResult {
   cache: ModelCache;
 }
 
-interface LayerGrads {
-  du: Float64Array;
-  /** Gradient by full parameter name. */
-  grads: Map<string, Float64Array>;
-}
-
+type LayerGrads = RefLayerGrads;
 type Backward = (dy: Float64Array) => LayerGrads;
-
-interface MixerForward {
-  y: Float64Array;
-  backward: Backward;
-}
-
-/** Which mixer sits in `layer` (spec §2.2). */
-export function layerMixerKind(mixer: MixerName, layer: number): "mha" | "base_conv" | "linear_attention" {
-  if (mixer === "attention") return "mha";
-  if (layer === 0) return "base_conv";
-  return mixer === "conv_attention" ? "mha" : "linear_attention";
-}
-
-/** The q/k transform of a Based/ReBased variant as LayerNorm-family options (null: no transform). */
-export function qkTransform(mixer: MixerName): LayerNormRefOptions | null {
-  switch (mixer) {
-    case "rebased": // nn.LayerNorm(192)
-      return { normalize: true, gamma: true, beta: true, eps: LAYER_NORM_EPS };
-    case "rebased_gamma": // Scaler(bias=False)
-      return { normalize: false, gamma: true, beta: false };
-    case "rebased_gamma_beta": // Scaler(bias=True)
-      return { normalize: false, gamma: true, beta: true };
-    case "rebased_norm": // Normalizer: (x − μ)/(sqrt(var + eps) + eps), no affine
-      return { normalize: true, gamma: false, beta: false, eps: LAYER_NORM_EPS, epsOutside: true };
-    default: // based, rebased_x2
-      return null;
-  }
-}
-
-/** Names of the γ/β parameters of a q/k transform (rebased uses LayerNorm's weight/bias, the Scaler gamma/beta). */
-function qkTransformParamNames(mixer: MixerName, prefix: string): { gamma?: string; beta?: string } {
-  switch (mixer) {
-    case "rebased":
-      return { gamma: `${prefix}.weight`, beta: `${prefix}.bias` };
-    case "rebased_gamma":
-      return { gamma: `${prefix}.gamma` };
-    case "rebased_gamma_beta":
-      return { gamma: `${prefix}.gamma`, beta: `${prefix}.beta` };
-    default:
-      return {};
-  }
-}
-
-export function linearAttentionKernelOf(mixer: MixerName): LinearAttentionKernel {
-  return mixer === "based" ? "based" : "rebased";
-}
+type MixerForward = RefLayerResult;
 
 /** Reads parameters by name, checking presence and size against paramSpec. */
 class ParamReader {
@@ -179,10 +122,6 @@ class ParamReader {
     if (!this.#sizes.has(name)) throw new Error(`model reference: ${name} is not a parameter of this model`);
     return this.params.get(name)!;
   }
-
-  f64(name: string): Float64Array {
-    return Float64Array.from(this.get(name));
-  }
 }
 
 function layerNormLayer(
@@ -201,136 +140,6 @@ function layerNormLayer(
     backward: (dy) => {
       const g = layerNormBackwardRef(x, gamma, dy, rows, width, opts);
       return { du: g.dx, grads: new Map([[gammaName, g.dgamma], [betaName, g.dbeta]]) };
-    },
-  };
-}
-
-function mhaLayer(
-  u: Float64Array,
-  prefix: string,
-  p: ParamReader,
-  cfg: ModelConfig,
-  B: number,
-  dropout: AttentionDropout | undefined,
-): MixerForward {
-  const d = cfg.dModel, L = cfg.seqLen, rows = B * L;
-  const wqkv = p.get(`${prefix}Wqkv.weight`), bqkv = p.f64(`${prefix}Wqkv.bias`);
-  const wo = p.get(`${prefix}out_proj.weight`), bo = p.f64(`${prefix}out_proj.bias`);
-  const shape: AttentionShape = { B, L, d, H: cfg.attnHeads };
-  const qkv = linearForward(u, wqkv, bqkv, rows, 3 * d, d);
-  const { out: attn } = attentionForwardRef(qkv, shape, dropout);
-  const y = linearForward(attn, wo, bo, rows, d, d);
-  return {
-    y,
-    backward: (dy) => {
-      const o = linearBackward(attn, wo, dy, rows, d, d);
-      const dqkv = attentionBackwardRef(qkv, o.dx, shape, dropout);
-      const i = linearBackward(u, wqkv, dqkv, rows, 3 * d, d);
-      return {
-        du: i.dx,
-        grads: new Map([
-          [`${prefix}Wqkv.weight`, i.dw],
-          [`${prefix}Wqkv.bias`, i.db],
-          [`${prefix}out_proj.weight`, o.dw],
-          [`${prefix}out_proj.bias`, o.db],
-        ]),
-      };
-    },
-  };
-}
-
-function baseConvLayer(u: Float64Array, prefix: string, p: ParamReader, cfg: ModelConfig, B: number): MixerForward {
-  const params: BaseConvParams = {
-    projWeight: p.get(`${prefix}projection.weight`),
-    projBias: p.get(`${prefix}projection.bias`),
-    convWeight: p.get(`${prefix}conv.conv.weight`),
-    convBias: p.get(`${prefix}conv.conv.bias`),
-  };
-  const shape: ShortConvShape = { batch: B, seqLen: cfg.seqLen, width: cfg.dModel };
-  const { y } = baseConvForwardRef(u, params, shape);
-  return {
-    y,
-    backward: (dy) => {
-      const g = baseConvBackwardRef(u, params, dy, shape);
-      return {
-        du: g.du,
-        grads: new Map([
-          [`${prefix}projection.weight`, g.dprojWeight],
-          [`${prefix}projection.bias`, g.dprojBias],
-          [`${prefix}conv.conv.weight`, g.dconvWeight],
-          [`${prefix}conv.conv.bias`, g.dconvBias],
-        ]),
-      };
-    },
-  };
-}
-
-/** Based / ReBased: q,k = proj(u) → variant transform over all H·f features → causal linear attention → proj_o. */
-function linearAttentionLayer(
-  u: Float64Array,
-  prefix: string,
-  p: ParamReader,
-  cfg: ModelConfig,
-  B: number,
-): MixerForward {
-  const d = cfg.dModel, rows = B * cfg.seqLen;
-  const H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
-  const qkDim = H * f, vDim = H * dv;
-  const wq = p.get(`${prefix}proj_q.weight`), wk = p.get(`${prefix}proj_k.weight`);
-  const wv = p.get(`${prefix}proj_v.weight`), wo = p.get(`${prefix}proj_o.weight`);
-  const qRaw = linearForward(u, wq, undefined, rows, qkDim, d);
-  const kRaw = linearForward(u, wk, undefined, rows, qkDim, d);
-  const v = linearForward(u, wv, undefined, rows, vDim, d);
-
-  const transform = qkTransform(cfg.mixer);
-  const applyTransform = (x: Float64Array, which: "ln_q" | "ln_k") => {
-    if (!transform) return { y: x, backward: (dy: Float64Array) => ({ du: dy, grads: new Map() }) as LayerGrads };
-    const names = qkTransformParamNames(cfg.mixer, `${prefix}${which}`);
-    const gamma = names.gamma ? p.get(names.gamma) : undefined;
-    const beta = names.beta ? p.get(names.beta) : undefined;
-    const { y } = layerNormForwardRef(x, gamma, beta, rows, qkDim, transform);
-    return {
-      y,
-      backward: (dy: Float64Array): LayerGrads => {
-        const g = layerNormBackwardRef(x, gamma, dy, rows, qkDim, transform);
-        const grads = new Map<string, Float64Array>();
-        if (names.gamma) grads.set(names.gamma, g.dgamma);
-        if (names.beta) grads.set(names.beta, g.dbeta);
-        return { du: g.dx, grads };
-      },
-    };
-  };
-  const qT = applyTransform(qRaw, "ln_q"), kT = applyTransform(kRaw, "ln_k");
-  const shape: LinearAttentionShape = {
-    batch: B,
-    seqLen: cfg.seqLen,
-    heads: H,
-    featureDim: f,
-    valueDim: dv,
-    kernel: linearAttentionKernelOf(cfg.mixer),
-  };
-  const { y: attn } = linearAttentionForwardRef(qT.y, kT.y, v, shape);
-  const y = linearForward(attn, wo, undefined, rows, d, vDim);
-  return {
-    y,
-    backward: (dy) => {
-      const o = linearBackward(attn, wo, dy, rows, d, vDim);
-      const a = linearAttentionBackwardRef(qT.y, kT.y, v, o.dx, shape);
-      const qb = qT.backward(a.dq), kb = kT.backward(a.dk);
-      const q = linearBackward(u, wq, qb.du, rows, qkDim, d);
-      const k = linearBackward(u, wk, kb.du, rows, qkDim, d);
-      const vb = linearBackward(u, wv, a.dv, rows, vDim, d);
-      const du = q.dx;
-      for (let i = 0; i < du.length; i++) du[i] += k.dx[i] + vb.dx[i];
-      const grads = new Map<string, Float64Array>([
-        [`${prefix}proj_q.weight`, q.dw],
-        [`${prefix}proj_k.weight`, k.dw],
-        [`${prefix}proj_v.weight`, vb.dw],
-        [`${prefix}proj_o.weight`, o.dw],
-        ...qb.grads,
-        ...kb.grads,
-      ]);
-      return { du, grads };
     },
   };
 }
@@ -370,6 +179,7 @@ export function modelForward(
   options: ModelForwardOptions,
 ): ModelForwardResult {
   validateModelConfig(cfg);
+  const arch = architecture(cfg.mixer);
   const p = new ParamReader(params, cfg);
   const B = checkBatch(cfg, batch);
   const d = cfg.dModel, L = cfg.seqLen, V = cfg.vocabSize, rows = B * L;
@@ -393,25 +203,23 @@ export function modelForward(
     activations[`layers.${layer}.input`] = r;
     const n1 = layerNormLayer(r, `${block}norm1.weight`, `${block}norm1.bias`, p, rows, d);
     activations[`layers.${layer}.norm1`] = n1.y;
-    const prefix = `${block}sequence_mixer.mixer.`;
-    let mixer: MixerForward;
-    switch (layerMixerKind(cfg.mixer, layer)) {
-      case "mha": {
-        const attnP = options.attentionDropout ?? ATTENTION_DROPOUT;
-        const dropout = options.training && attnP > 0 ? { p: attnP, seed: seeds!.attention[layer] } : undefined;
+    const prefix = mixerPrefix(cfg, layer);
+    const attnP = options.attentionDropout ?? ATTENTION_DROPOUT;
+    const dropout = options.training && attnP > 0 ? { p: attnP, seed: seeds!.attention[layer] } : undefined;
+    const mixer = arch.layers[layer].reference({
+      cfg,
+      batch: B,
+      layer,
+      name: (relative) => prefix + relative,
+      param: (relative) => p.get(prefix + relative),
+      training: options.training,
+      get dropout() {
         if (dropout && !Number.isInteger(dropout.seed)) {
           throw new Error(`model reference: dropoutSeeds.attention[${layer}] is missing`);
         }
-        mixer = mhaLayer(n1.y, prefix, p, cfg, B, dropout);
-        break;
-      }
-      case "base_conv":
-        mixer = baseConvLayer(n1.y, prefix, p, cfg, B);
-        break;
-      case "linear_attention":
-        mixer = linearAttentionLayer(n1.y, prefix, p, cfg, B);
-        break;
-    }
+        return dropout;
+      },
+    }, n1.y);
     activations[`layers.${layer}.mixer`] = mixer.y;
     r = add(r, mixer.y);
     activations[`layers.${layer}.residual`] = r;

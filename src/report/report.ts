@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { writeTextAtomic } from "../io/atomic.ts";
 import type { RunResult } from "../train/result.ts";
 import { type ArchName, makeArchConfig } from "../model/config.ts";
+import { findArchitecture } from "../mixers/registry.ts";
 import { paramCount } from "../model/param_count.ts";
 import {
   aggregate,
@@ -35,20 +36,10 @@ import {
   toStandaloneSvg,
 } from "./svg.ts";
 
-/** The paper's names for the ablation variants (Table 1) and the main architectures. */
-export const MIXER_LABELS: Record<string, string> = {
-  attention: "Attention",
-  conv_attention: "ConvAttention",
-  based: "Based",
-  rebased: "ReBased, (γ·norm(x)+β)²",
-  rebased_x2: "x²",
-  rebased_norm: "norm(x)²",
-  rebased_gamma: "(γ·x)²",
-  rebased_gamma_beta: "(γ·x+β)²",
-};
-
+/** "name (the paper's label)", e.g. "rebased_x2 (x²)", from the mixer registry; unknown names as they are. */
 export function mixerLabel(mixer: string): string {
-  const label = MIXER_LABELS[mixer];
+  const arch = findArchitecture(mixer);
+  const label = arch ? arch.paperLabel ?? arch.label : undefined;
   return label && label.toLowerCase() !== mixer ? `${mixer} (${label})` : mixer;
 }
 

@@ -51,6 +51,8 @@ export interface RunResult {
   /** Training tokens (B·L per example) per second of training wall time (eval excluded). */
   trainTokensPerS: number;
   peakBytes: ByteCounts;
+  /** The variant each op of the training graph ran (ModelGraph.variants), e.g. { matmul: "blocked", ... }. */
+  variants?: Record<string, string>;
   adapter: AdapterSummary;
   env: { deno: string; os: string; gitCommit: string | null; mqarVersion: string };
   startedAt: string;

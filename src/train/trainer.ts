@@ -262,6 +262,7 @@ async function trainInner(
     wallTimeS: (performance.now() - t0) / 1000,
     trainTokensPerS: trainSeconds > 0 ? tokens / trainSeconds : 0,
     peakBytes,
+    variants: { ...trainGraph.variants },
     adapter: gpu.info,
     env: await runEnvironment(),
     startedAt: startedAt.toISOString(),

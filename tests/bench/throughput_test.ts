@@ -5,7 +5,9 @@
 import { join } from "node:path";
 import { makeModelConfig, MIXERS } from "../../src/model/config.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { analyticBuffers } from "../../src/bench/analytic.ts";
+import { analyticBuffers, analyticFlops } from "../../src/bench/analytic.ts";
+import { ParamStore } from "../../src/model/parameters.ts";
+import { buildModelGraph } from "../../src/model/graph.ts";
 import { kernelGroup, profileDispatches } from "../../src/bench/kernel_timing.ts";
 import { BENCH_FILES, writeBenchOutputs } from "../../src/bench/output.ts";
 import {
@@ -14,7 +16,6 @@ import {
   type BenchReport,
   type BenchSettings,
   buildRig,
-  linearAttentionForm,
   runBench,
 } from "../../src/bench/throughput.ts";
 import { chunkedFromSeqLen } from "../../src/ops/linear_attention.ts";
@@ -149,12 +150,25 @@ Deno.test({
     const gpu = await testGpu();
     const cfg = (mixer: "based" | "rebased" | "conv_attention", seqLen: number) =>
       makeModelConfig({ mixer, dModel: 64, seqLen, vocabSize: 8192 });
-    assertEquals(linearAttentionForm(gpu, cfg("conv_attention", 4096)), null);
-    assertEquals(linearAttentionForm(gpu, cfg("based", 64)), "parallel");
+    const form = (c: ReturnType<typeof cfg>) =>
+      analyticFlops(c, { batch: 1, labelsPerExample: 1, adapter: gpu }).terms.find((t) => t.kind === "linear_attention")
+        ?.form ?? null;
+    assertEquals(form(cfg("conv_attention", 4096)), null);
+    assertEquals(form(cfg("based", 64)), "parallel");
     // d = 64: dv = 5 value columns per head.
     const from = chunkedFromSeqLen(gpu, 5);
     const L = Number.isFinite(from) ? from : 4096;
-    assertEquals(linearAttentionForm(gpu, cfg("rebased", L)), Number.isFinite(from) ? "chunked" : "parallel");
+    assertEquals(form(cfg("rebased", L)), Number.isFinite(from) ? "chunked" : "parallel");
+    // The graph runs what the cost model counts, and says so.
+    const release = gpu.allocator.scope();
+    try {
+      const c = cfg("rebased", L);
+      const params = new ParamStore(gpu, c, { optimizer: false });
+      const graph = buildModelGraph(gpu, c, params, { training: false, batch: 1, labelsPerExample: 1 });
+      assertEquals(graph.variants["layers.1.mixer.attn"], Number.isFinite(from) ? "chunked" : "rows");
+    } finally {
+      release();
+    }
   },
 });
 

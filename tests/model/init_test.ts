@@ -1,7 +1,7 @@
 // Covers src/model/config.ts and src/model/param_spec.ts (names, shapes, init descriptors) as well as init.ts.
 import { makeArchConfig, makeModelConfig, MIXERS, type ModelConfig } from "../../src/model/config.ts";
 import { INIT_STREAM, initParams, paramStreamId } from "../../src/model/init.ts";
-import { numel, paramShapes, paramSpec, TIE_METADATA } from "../../src/model/param_spec.ts";
+import { type InitDescriptor, numel, paramShapes, paramSpec, TIE_METADATA } from "../../src/model/param_spec.ts";
 import { assert, assertEquals, assertNotEquals, assertThrows } from "../_helpers/assert.ts";
 
 const L0 = "backbone.layers.0.sequence_mixer.mixer.";
@@ -36,6 +36,16 @@ const PROJ = [
   [`${L1}proj_o.weight`, [64, 60]],
 ] as const;
 const extra = (names: string[]) => names.map((n) => [`${L1}${n}`, [192]] as const);
+// RWKVTimeMixer registration order: time_decay, time_first, time_mix_k/v/r, key, value, receptance, output.
+const rwkv = (p: string) =>
+  [
+    [`${p}time_decay`, [64]],
+    [`${p}time_first`, [64]],
+    [`${p}time_mix_k`, [1, 1, 64]],
+    [`${p}time_mix_v`, [1, 1, 64]],
+    [`${p}time_mix_r`, [1, 1, 64]],
+    ...["key", "value", "receptance", "output"].map((n) => [`${p}${n}.weight`, [64, 64]] as const),
+  ] as const;
 
 function layout(layer0: readonly (readonly [string, readonly number[]])[], layer1: typeof layer0) {
   return [...COMMON_HEAD, ...layer0, ...norms(0), ...layer1, ...norms(1), ...LN_F].map(([n, s]) => [n, [...s]]);
@@ -51,6 +61,8 @@ const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
   rebased: layout(BASECONV, [...PROJ, ...extra(["ln_q.weight", "ln_q.bias", "ln_k.weight", "ln_k.bias"])]),
   rebased_gamma: layout(BASECONV, [...PROJ, ...extra(["ln_q.gamma", "ln_k.gamma"])]),
   rebased_gamma_beta: layout(BASECONV, [...PROJ, ...extra(["ln_q.gamma", "ln_q.beta", "ln_k.gamma", "ln_k.beta"])]),
+  rwkv: layout(rwkv(L0), rwkv(L1)),
+  conv_rwkv: layout(BASECONV, rwkv(L1)),
 };
 
 const cfg64 = (mixer: ModelConfig["mixer"]) => makeModelConfig({ mixer, dModel: 64, seqLen: 64 });
@@ -70,7 +82,9 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
   for (const mixer of MIXERS) {
     for (const p of paramSpec(cfg64(mixer))) {
       const leaf = p.name.split(".").slice(-2).join(".");
-      let expected;
+      let expected: InitDescriptor;
+      // RWKV's constructor formulas: tests/mixers/registry_test.ts checks the values.
+      if (/time_(decay|first|mix_[kvr])$/.test(p.name)) continue;
       if (p.name.includes("out_proj.weight")) expected = { kind: "normal", mean: 0, std: 0.01 };
       else if (p.name.includes("conv.conv.")) expected = { kind: "uniform", low: -bound, high: bound };
       else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
@@ -84,7 +98,7 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
 });
 
 Deno.test("param spec: count-only architectures have shapes but no trainable spec", () => {
-  for (const mixer of ["rwkv", "conv_rwkv", "mamba"] as const) {
+  for (const mixer of ["mamba"] as const) {
     const cfg = makeArchConfig({ mixer, dModel: 64, seqLen: 64 });
     assert(paramShapes(cfg).length > 0);
     assertThrows(() => paramSpec(cfg as unknown as ModelConfig), /can only be counted.*trainable mixers: attention/);

@@ -97,6 +97,9 @@ Deno.test("param count: totals at d=64, L=64, V=8192 (spec §4.1) for all traina
     rebased_gamma: 566080,
     rebased: 566464,
     rebased_gamma_beta: 566464,
+    // Vd + Ld + 8d² + 20d and Vd + Ld + 5d² + 20d (spec §4).
+    rwkv: 562432,
+    conv_rwkv: 550144,
   };
   assertEquals(Object.keys(expected).sort(), [...MIXERS].sort());
   for (const mixer of MIXERS) {

@@ -1,15 +1,15 @@
 import type { Tensor } from "../../src/gpu/allocator.ts";
 import { type Gpu, readTensor, withGpuErrors, writeTensor } from "../../src/gpu/device.ts";
 import {
-  chooseLinearAttentionVariant,
   chunkedFromSeqLen,
-  defaultLinearAttentionVariant,
   linearAttentionBackward,
   type LinearAttentionConfig,
   linearAttentionForward,
   type LinearAttentionVariant,
+  parallelLinearAttentionVariant,
   rowsFitLoopLimit,
   rowsLoopIterations,
+  selectLinearAttentionVariant,
   SOFTWARE_LOOP_LIMIT,
 } from "../../src/ops/linear_attention.ts";
 import { submit } from "../../src/ops/_dispatch.ts";
@@ -419,15 +419,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "linear attention: chooseLinearAttentionVariant picks chunked from its threshold on, when f ≤ 16",
+  name: "linear attention: selectLinearAttentionVariant picks chunked from its threshold on, when f ≤ 16",
   ...gpuTest,
   fn: async () => {
     const gpu = await testGpu();
-    const parallel = defaultLinearAttentionVariant(gpu);
+    const parallel = parallelLinearAttentionVariant(gpu);
     for (const valueDim of [1, 5, 42]) {
       const from = chunkedFromSeqLen(gpu, valueDim);
       const choose = (seqLen: number, featureDim = 16) =>
-        chooseLinearAttentionVariant(gpu, { seqLen, featureDim, valueDim });
+        selectLinearAttentionVariant(gpu, { seqLen, featureDim, valueDim });
       if (!Number.isFinite(from)) {
         assertEquals(choose(1 << 20), parallel, "never chunked on this backend");
         continue;
@@ -444,8 +444,8 @@ Deno.test({
       // wide heads' threshold.
       const wide = { featureDim: 8, valueDim: 100 };
       assert(320 < chunkedFromSeqLen(gpu, 100));
-      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 250, ...wide }), parallel);
-      assertEquals(chooseLinearAttentionVariant(gpu, { seqLen: 320, ...wide }), "chunked");
+      assertEquals(selectLinearAttentionVariant(gpu, { seqLen: 250, ...wide }), parallel);
+      assertEquals(selectLinearAttentionVariant(gpu, { seqLen: 320, ...wide }), "chunked");
     }
     const s: Shape = { batch: 1, seqLen: 4, heads: 1, featureDim: 17, valueDim: 2 };
     const g = await setup(gpu, { ...s, kernel: "based" }, makeInputs(s, 3));

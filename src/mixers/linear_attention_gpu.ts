@@ -1,34 +1,29 @@
 /**
- * Shared body of Based and ReBased (spec §3.3, §3.4): bias-free q/k/v projections, an optional transform of q and k
- * over all H·f features (ReBased's LayerNorm and its ablations), causal linear attention with row-sum normalisation,
- * and the output projection. The two mixers differ only in the kernel g(s) and the transform.
+ * GPU builder of Based, ReBased and the ablations (linear_attention.ts): bias-free q/k/v projections, the variant's
+ * transform of q and k over all H·f features, causal linear attention with row-sum normalisation, the output
+ * projection. The variants differ only in the kernel g(s) and the transform (the layer descriptor's options).
  */
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Dispatch } from "../ops/_dispatch.ts";
 import { createLayerNormBackward, createLayerNormForward, type LayerNormFlags } from "../ops/layernorm.ts";
 import {
-  chooseLinearAttentionVariant,
   linearAttentionBackward,
   linearAttentionForward,
-  type LinearAttentionKernel,
+  selectLinearAttentionVariant,
 } from "../ops/linear_attention.ts";
 import { valueHeadDim } from "../model/config.ts";
 import { linearBackward, linearForward } from "../model/linear.ts";
 import type { ParamSlot } from "../model/parameters.ts";
-import type { MixerContext, MixerGraph } from "./types.ts";
+import type { MixerBuilder, MixerContext, MixerGraph } from "./types.ts";
+import type { LinearAttentionOptions } from "./linear_attention.ts";
 
-/** How q and k are transformed before the kernel; `params` are the names of γ and β under ln_q./ln_k. */
-export interface FeatureTransform {
-  flags: LayerNormFlags;
-  gammaName?: string;
-  betaName?: string;
-}
-
-export function buildLinearAttentionLayer(
-  ctx: MixerContext,
-  kernel: LinearAttentionKernel,
-  transform: FeatureTransform | null,
-): MixerGraph {
+export const buildLinearAttention: MixerBuilder = (ctx: MixerContext): MixerGraph => {
+  const { kernel, transform: qk } = ctx.layer.options as LinearAttentionOptions;
+  const transform = qk && {
+    flags: { normalize: qk.normalize, eps: qk.eps, epsOutside: qk.epsOutside } satisfies LayerNormFlags,
+    gammaName: qk.gammaName,
+    betaName: qk.betaName,
+  };
   const { gpu, cfg, rows, batch } = ctx;
   const d = cfg.dModel, H = cfg.numHeads, f = cfg.featureDim, dv = valueHeadDim(cfg);
   const qkDim = H * f, vDim = H * dv;
@@ -80,12 +75,13 @@ export function buildLinearAttentionLayer(
     }
   }
   // O(L) chunked form for long sequences, the exact parallel form below the measured crossover.
-  const variant = chooseLinearAttentionVariant(gpu, { seqLen: cfg.seqLen, featureDim: f, valueDim: dv });
+  const variant = selectLinearAttentionVariant(gpu, { seqLen: cfg.seqLen, featureDim: f, valueDim: dv });
+  const variants = { attn: variant };
   const attnConfig = { batch, seqLen: cfg.seqLen, heads: H, featureDim: f, valueDim: dv, kernel, variant };
   const qt = transformed.q.out, kt = transformed.k.out;
   forward.push(linearAttentionForward(gpu, `${ctx.label}.attn`, { ...attnConfig, q: qt, k: kt, v, y, zinv }));
   forward.push(linearForward(gpu, `${ctx.label}.proj_o`, outProj));
-  if (!ctx.training) return { forward, backward: [] };
+  if (!ctx.training) return { forward, backward: [], variants };
 
   const dy = act("dy", vDim), dz = act("dz", H);
   const dqt = act("dq_t", qkDim), dkt = act("dk_t", qkDim), dvBuf = act("dv", vDim);
@@ -132,5 +128,5 @@ export function buildLinearAttentionLayer(
     ...linearBackward(gpu, `${ctx.label}.proj_k`, projections.k, { dy: dk, dx: ctx.dInput, accumulateDx: true }),
     ...linearBackward(gpu, `${ctx.label}.proj_v`, projections.v, { dy: dvBuf, dx: ctx.dInput, accumulateDx: true }),
   );
-  return { forward, backward };
-}
+  return { forward, backward, variants };
+};
