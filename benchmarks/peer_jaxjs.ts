@@ -29,10 +29,8 @@ import {
   type MqarConfig,
 } from "../src/data/mqar.ts";
 import { mixSeed } from "../src/data/rng.ts";
-import { submit } from "../src/ops/_dispatch.ts";
-import { createAdamW } from "../src/ops/adamw.ts";
+import { createTrainStep } from "../src/train/step.ts";
 import { makeModelConfig, type ModelConfig, valueHeadDim } from "../src/model/config.ts";
-import { buildModelGraph } from "../src/model/graph.ts";
 import { initParams } from "../src/model/init.ts";
 import { ParamStore } from "../src/model/parameters.ts";
 import { paramSpec, POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "../src/model/param_spec.ts";
@@ -621,25 +619,14 @@ async function runOursPrepared(prep: Prepared, opts: PeerOptions): Promise<OursR
   try {
     const params = new ParamStore(gpu, cfg);
     params.upload(prep.init);
-    const graph = buildModelGraph(gpu, cfg, params, {
-      training: true,
-      batch: opts.batch,
+    // The trainer's own step (src/train/step.ts): one micro-batch per step, loss = mean over its labelled positions.
+    const trainStep = createTrainStep(gpu, cfg, params, {
+      microBatch: opts.batch,
       labelsPerExample: prep.mqar.numKvPairs,
-    });
-    const adamw = createAdamW(gpu, "adamw", {
-      tensors: params.slots.map((s) => ({ param: s.param, grad: s.grad, m: s.m, v: s.v })),
       weightDecay: ADAMW_DEFAULTS.weightDecay,
-      zeroGrad: true,
     });
-    // As trainer.ts: one micro-batch per step, loss = mean over the step's labelled positions.
-    graph.xent.setGradScale(1 / (opts.batch * prep.mqar.numKvPairs));
-    const runStep = (s: number) => {
-      graph.upload(batches[s]);
-      graph.setSeed(mixSeed(prep.seed, s, 0));
-      graph.run();
-      adamw.setStep(s + 1, lr);
-      submit(gpu, adamw.dispatches);
-    };
+    const graph = trainStep.graph;
+    const runStep = (s: number) => trainStep.run(s + 1, lr, () => batches[s], prep.seed);
     const tWarm = performance.now();
     for (let s = 0; s < warmup; s++) runStep(s);
     await gpu.device.queue.onSubmittedWorkDone();

@@ -16,7 +16,7 @@ import { generateBatch, type MqarBatch, type MqarConfig, validateMqarConfig } fr
 import { defaultNumKvPairs } from "../data/mqar.ts";
 import { mixSeed, Rng } from "../data/rng.ts";
 import { type Dispatch, submit } from "../ops/_dispatch.ts";
-import { type AdamWOp, createAdamW } from "../ops/adamw.ts";
+import type { AdamWOp } from "../ops/adamw.ts";
 import { matmul } from "../ops/matmul.ts";
 import { makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
@@ -24,6 +24,7 @@ import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
 import { runEnvironment } from "../train/environment.ts";
 import type { RunResult } from "../train/result.ts";
+import { createTrainStep } from "../train/step.ts";
 import { analyticBuffers, type AnalyticBytes, analyticFlops, type LinearAttentionForm } from "./analytic.ts";
 import {
   type KernelProfile,
@@ -259,14 +260,10 @@ export function buildRig(gpu: Gpu, cfg: ModelConfig, training: boolean, options:
   const poolSize = options.poolSize ?? 2;
   const params = new ParamStore(gpu, cfg, { optimizer: training });
   params.upload(initParams(cfg, seed));
-  const graph = buildModelGraph(gpu, cfg, params, { training, batch, labelsPerExample });
-  const adamw = training
-    ? createAdamW(gpu, "adamw", {
-      tensors: params.slots.map((s) => ({ param: s.param, grad: s.grad, m: s.m, v: s.v })),
-      zeroGrad: true,
-    })
-    : null;
-  graph.xent.setGradScale(1 / (batch * labelsPerExample));
+  // Training: the trainer's own step object (src/train/step.ts); inference: a forward-only graph.
+  const trainStep = training ? createTrainStep(gpu, cfg, params, { microBatch: batch, labelsPerExample }) : null;
+  const graph = trainStep?.graph ?? buildModelGraph(gpu, cfg, params, { training, batch, labelsPerExample });
+  const adamw = trainStep?.adamw ?? null;
   const mqar = validateMqarConfig(benchMqarConfig(cfg, labelsPerExample, poolSize * batch));
   const t0 = performance.now();
   const pool: MqarBatch[] = [];
@@ -275,10 +272,11 @@ export function buildRig(gpu: Gpu, cfg: ModelConfig, training: boolean, options:
   }
   const dataSeconds = (performance.now() - t0) / 1000;
   let n = 0;
+  // The profiler replays the graph's own dispatches: prepare uploads a batch and sets that step's uniforms.
   const prepare = () => {
     graph.upload(pool[n % poolSize]);
     if (training) {
-      graph.setSeed(mixSeed(seed, n));
+      graph.setSeed(mixSeed(seed, n, 0));
       adamw!.setStep(n + 1, lr);
     }
     n++;
@@ -292,9 +290,12 @@ export function buildRig(gpu: Gpu, cfg: ModelConfig, training: boolean, options:
     dataTokens: poolSize * batch * cfg.seqLen,
     tokensPerStep: batch * cfg.seqLen,
     step() {
-      prepare();
-      graph.run();
-      if (adamw) submit(gpu, adamw.dispatches);
+      if (trainStep) {
+        trainStep.run(++n, lr, () => pool[(n - 1) % poolSize], seed);
+      } else {
+        prepare();
+        graph.run();
+      }
     },
     prepare,
     phases() {

@@ -17,58 +17,39 @@ import { checkOutputFile } from "../io/output_path.ts";
 import { resolve } from "node:path";
 import { adapterFitProblem } from "./_adapter_fit.ts";
 import { mixerHelp } from "../model/config.ts";
+import { runFlagFields } from "../train/run_fields.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
-/** Flags shared by `train` and `eval` that map onto RunConfig fields. */
+/** Flags shared by `train` and `eval` that map onto RunConfig fields (src/train/run_fields.ts), plus --config. */
 export const RUN_FLAGS = {
   config: { type: "string" },
-  mixer: { type: "string" },
-  "d-model": { type: "string" },
-  "seq-len": { type: "string" },
-  "kv-pairs": { type: "string" },
-  "vocab-size": { type: "string" },
-  "train-examples": { type: "string" },
-  "test-examples": { type: "string" },
-  "batch-size": { type: "string" },
-  "micro-batch-size": { type: "string" },
-  epochs: { type: "string" },
-  lr: { type: "string" },
-  "weight-decay": { type: "string" },
-  seed: { type: "string" },
-  "data-seed": { type: "string" },
-  "max-steps": { type: "string" },
-  "early-stop": { type: "string" },
-} as const;
+  ...Object.fromEntries(
+    runFlagFields().map(({ flag, spec }) => [flag, { type: spec.type === "boolean" ? "boolean" : "string" }]),
+  ),
+} as Record<string, { type: "string" | "boolean" }>;
 
 /** Turns the RUN_FLAGS values into a validated partial RunConfig (flags override the config file). */
 export async function runConfigFromFlags(
   values: Record<string, string | boolean | undefined>,
 ): Promise<RunConfigInput[]> {
-  const s = (k: string) => values[k] as string | undefined;
-  const int = (k: string, min = 1) => numberFlag(k, s(k), { integer: true, min });
-  const fromFlags: Record<string, unknown> = {
-    mixer: s("mixer"),
-    dModel: int("d-model"),
-    seqLen: int("seq-len"),
-    numKvPairs: int("kv-pairs"),
-    vocabSize: int("vocab-size"),
-    trainExamples: int("train-examples"),
-    testExamples: int("test-examples"),
-    batchSize: int("batch-size"),
-    microBatchSize: int("micro-batch-size"),
-    epochs: int("epochs"),
-    lr: numberFlag("lr", s("lr"), { min: 0, exclusiveMin: true }),
-    weightDecay: numberFlag("weight-decay", s("weight-decay"), { min: 0 }),
-    seed: int("seed", 0),
-    dataSeed: int("data-seed", 0),
-    maxSteps: int("max-steps"),
-    earlyStopAccuracy: numberFlag("early-stop", s("early-stop"), { min: 0, max: 1.01 }),
-  };
-  for (const k of Object.keys(fromFlags)) if (fromFlags[k] === undefined) delete fromFlags[k];
+  const fromFlags: Record<string, unknown> = {};
+  for (const { flag, field, spec } of runFlagFields()) {
+    const value = values[flag];
+    if (value === undefined) continue;
+    if (spec.type === "boolean" || spec.type === "mixer") fromFlags[field] = value;
+    else {
+      fromFlags[field] = numberFlag(flag, value as string, {
+        integer: spec.type === "int",
+        min: spec.min,
+        max: spec.max,
+        exclusiveMin: spec.exclusiveMin,
+      });
+    }
+  }
   const inputs: RunConfigInput[] = [];
-  if (s("config")) inputs.push(await loadRunConfigFile(s("config")!));
+  if (values.config) inputs.push(await loadRunConfigFile(values.config as string));
   inputs.push(parseRunConfigInput(fromFlags, "flags"));
   return inputs;
 }
@@ -83,7 +64,9 @@ ${mixerHelp("                            ")}
   --d-model N --seq-len N --kv-pairs N --vocab-size N
   --train-examples N --test-examples N --batch-size N --micro-batch-size N (gradient accumulation)
   --epochs N --lr X --weight-decay X --seed N (init, order, dropout) --data-seed N (the data) --max-steps N
-  --early-stop X          stop when test accuracy exceeds X (default 0.99)
+  --early-stop X          stop when test accuracy exceeds X (default 0.99; 1 disables early stopping)
+  --wkv-bf16              rwkv, conv_rwkv: round the wkv output and its gradients to bfloat16 as the reference code
+                          does (default: float32, like every other mixer)
   --out FILE              result record path (default results/runs/<run id>.json)
   --save FILE             save the trained weights as safetensors (PyTorch state_dict names)
   --json                  print the result record on stdout`;

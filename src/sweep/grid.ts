@@ -7,13 +7,11 @@ import { MIXERS } from "../model/config.ts";
 import type { RunConfig } from "../train/result.ts";
 import { computeRunId } from "../train/run_id.ts";
 import { paperMicroBatch } from "../train/config.ts";
+import { RUN_DEFAULTS, runFieldSchema } from "../train/run_fields.ts";
 import { type JsonInputError, parseJsonStrict } from "../io/strict_json.ts";
 
 /** Mixer names accepted when the caller passes none: the trainable mixers of src/model/config.ts. */
 export const DEFAULT_MIXERS: readonly string[] = MIXERS;
-
-/** Paper defaults for the RunConfig fields a sweep config may leave out (spec §1.1, §2.5). */
-export const RUN_DEFAULTS = { powerA: 0.01, randomNonQueries: false, weightDecay: 0.1 } as const;
 
 /** The paper's number of kv pairs: N = L/4, except N = 16 at L = 128 ([R] configs/utils.py). */
 export function paperNumKvPairs(seqLen: number): number {
@@ -39,17 +37,14 @@ export class SweepConfigError extends Error {
 // Each schema carries one "expected ..." text used for every way it can fail (wrong type, missing, out of range).
 const intField = (expected: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.number({ error: expected }).int({ error: expected }).min(min, { error: expected }).max(max, { error: expected });
-const positiveNumber = (expected: string) =>
-  z.number({ error: expected }).positive({ error: expected }).finite({ error: expected });
 const nonEmptyList = <T extends z.ZodType>(item: T, expected: string) =>
   z.array(item, { error: expected }).min(1, { error: expected });
 
-const U32 = 0xffffffff;
 const KV_RULES = ["paper", "L/4"] as const;
 
 const sequenceSchema = z.strictObject({
-  seqLen: intField("expected an even integer >= 4 (sequence length L)", 4),
-  numKvPairs: intField("expected an integer >= 1 with 4·numKvPairs <= seqLen", 1),
+  seqLen: runFieldSchema("seqLen"),
+  numKvPairs: runFieldSchema("numKvPairs"),
 }, { error: 'expected {"seqLen": L, "numKvPairs": N}' });
 
 interface SchemaForm {
@@ -68,44 +63,36 @@ function makeSchema(mixers: readonly string[], form: SchemaForm) {
       }),
       `expected a non-empty list of mixer names (${mixerList})`,
     ),
-    dModels: nonEmptyList(
-      intField("expected an integer >= 1 (model width)", 1),
-      "expected a non-empty list of d_model",
-    ),
+    dModels: nonEmptyList(runFieldSchema("dModel"), "expected a non-empty list of d_model"),
     // The two accepted forms are told apart by shape (array or object) so errors keep the exact element path.
     sequences: form.sequenceList
       ? nonEmptyList(sequenceSchema, 'expected a non-empty list of {"seqLen", "numKvPairs"}')
       : z.strictObject({
-        seqLens: nonEmptyList(
-          intField("expected an even integer >= 4 (sequence length L)", 4),
-          "expected a non-empty list of sequence lengths",
-        ),
+        seqLens: nonEmptyList(runFieldSchema("seqLen"), "expected a non-empty list of sequence lengths"),
         numKvPairs: z.union([intField("", 1), z.enum(KV_RULES)], {
           error: 'expected an integer >= 1 or a rule: "paper" (L/4, 16 at L=128) or "L/4"',
         }),
       }, {
         error: 'expected a list of {"seqLen", "numKvPairs"} or {"seqLens": [...], "numKvPairs": N | "paper" | "L/4"}',
       }),
-    lrs: nonEmptyList(positiveNumber("expected a finite learning rate > 0"), "expected a non-empty list of lrs"),
-    seeds: nonEmptyList(intField(`expected an integer seed in [0, ${U32}]`, 0, U32), "expected a non-empty seed list"),
-    trainExamples: intField("expected an integer >= 1", 1),
-    testExamples: intField("expected an integer >= 1", 1),
-    epochs: intField("expected an integer >= 1", 1),
-    batchSize: intField("expected an integer >= 1", 1),
+    lrs: nonEmptyList(runFieldSchema("lr"), "expected a non-empty list of lrs"),
+    seeds: nonEmptyList(runFieldSchema("seed"), "expected a non-empty seed list"),
+    trainExamples: runFieldSchema("trainExamples"),
+    testExamples: runFieldSchema("testExamples"),
+    epochs: runFieldSchema("epochs"),
+    batchSize: runFieldSchema("batchSize"),
     microBatchSize: (form.microBatchMap
       ? z.record(z.string(), intField("expected an integer >= 1 (micro-batch size for this seqLen)", 1))
       : z.union([intField("", 1), z.literal("paper")], {
         error: 'expected an integer >= 1, "paper" (256 // (L // 512) for L >= 512) or {"<seqLen>": size}',
       })).optional(),
-    vocabSize: intField("expected an integer > every seqLen", 4),
-    dataSeed: intField(`expected an integer seed in [0, ${U32}]`, 0, U32),
-    earlyStopAccuracy: z.number({ error: "expected a number in [0, 1] (1 disables early stopping)" })
-      .min(0, { error: "expected a number in [0, 1] (1 disables early stopping)" })
-      .max(1, { error: "expected a number in [0, 1] (1 disables early stopping)" }),
-    maxSteps: intField("expected an integer >= 1 or null", 1).nullable().optional(),
-    powerA: positiveNumber("expected a number > 0 (power-law exponent of query gaps)").optional(),
-    randomNonQueries: z.boolean({ error: "expected true or false" }).optional(),
-    weightDecay: z.number({ error: "expected a number >= 0" }).min(0, { error: "expected a number >= 0" }).optional(),
+    vocabSize: runFieldSchema("vocabSize"),
+    dataSeed: runFieldSchema("dataSeed"),
+    earlyStopAccuracy: runFieldSchema("earlyStopAccuracy"),
+    maxSteps: runFieldSchema("maxSteps").optional(),
+    powerA: runFieldSchema("powerA").optional(),
+    randomNonQueries: runFieldSchema("randomNonQueries").optional(),
+    weightDecay: runFieldSchema("weightDecay").optional(),
   });
 }
 

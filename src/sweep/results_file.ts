@@ -16,6 +16,7 @@ import { z } from "zod";
 import { dirname, join } from "node:path";
 import { writeTextAtomic } from "../io/atomic.ts";
 import { RESULT_SCHEMA_VERSION, type RunResult } from "../train/result.ts";
+import { runConfigRecordSchema } from "../train/run_fields.ts";
 import type { Shard } from "./shard.ts";
 
 /** Unusable results input (corrupt line, unreadable file): printed as one line by the CLI, exit code 2. */
@@ -32,26 +33,7 @@ export function shardResultsFileName(shard: Shard): string {
 // Metrics may be null: JSON writes NaN/Infinity as null, and a diverged run can have NaN losses.
 const metric = z.number().nullable();
 
-const runConfigSchema = z.looseObject({
-  mixer: z.string(),
-  dModel: z.number(),
-  seqLen: z.number(),
-  numKvPairs: z.number(),
-  vocabSize: z.number(),
-  powerA: z.number(),
-  randomNonQueries: z.boolean(),
-  dataSeed: z.number(),
-  trainExamples: z.number(),
-  testExamples: z.number(),
-  batchSize: z.number(),
-  microBatchSize: z.number(),
-  epochs: z.number(),
-  lr: z.number(),
-  weightDecay: z.number(),
-  seed: z.number(),
-  earlyStopAccuracy: z.number(),
-  maxSteps: z.number().nullable(),
-});
+const runConfigSchema = runConfigRecordSchema();
 
 /** Loose on purpose: fields added by later writers pass through; the fields reports rely on are required. */
 const runResultSchema = z.looseObject({

@@ -1,61 +1,22 @@
 /** Run configuration: zod schema for JSON configs and flags, defaults, and cross-field validation. */
-import { z } from "zod";
+import type { z } from "zod";
 import { defaultNumKvPairs, type MqarConfig, MqarConfigError, validateMqarConfig } from "../data/mqar.ts";
 import { isMixerName, makeModelConfig, MIXERS, type ModelConfig, ModelConfigError } from "../model/config.ts";
 import type { RunConfig } from "./result.ts";
 import { parseJsonStrict } from "../io/strict_json.ts";
+import { RUN_DEFAULTS, runConfigInputSchema } from "./run_fields.ts";
 
 /** A bad run configuration: the message names the field, the value and what is allowed. */
 export class RunConfigError extends Error {
   override name = "RunConfigError";
 }
 
-const positiveInt = z.number().int().positive();
+/** Every field optional (a config file and flags are merged over the defaults); built from run_fields.ts. */
+export const runConfigSchema = runConfigInputSchema();
 
-/** Every field optional: a config file and flags are merged over the defaults. */
-export const runConfigSchema = z.strictObject({
-  mixer: z.enum(MIXERS),
-  dModel: positiveInt,
-  seqLen: positiveInt,
-  numKvPairs: positiveInt,
-  vocabSize: positiveInt,
-  powerA: z.number().positive(),
-  randomNonQueries: z.boolean(),
-  dataSeed: z.number().int().nonnegative(),
-  trainExamples: positiveInt,
-  testExamples: positiveInt,
-  batchSize: positiveInt,
-  microBatchSize: positiveInt,
-  epochs: positiveInt,
-  lr: z.number().positive(),
-  weightDecay: z.number().nonnegative(),
-  seed: z.number().int().nonnegative(),
-  earlyStopAccuracy: z.number().min(0).max(1.01),
-  maxSteps: positiveInt.nullable(),
-}).partial();
+export type RunConfigInput = Partial<RunConfig>;
 
-export type RunConfigInput = z.infer<typeof runConfigSchema>;
-
-/** Paper defaults (spec §2.5) for everything but the problem size, which defaults to zoology's small MQAR. */
-export const RUN_DEFAULTS: Omit<RunConfig, "mixer" | "numKvPairs" | "microBatchSize"> & { mixer: RunConfig["mixer"] } =
-  {
-    mixer: "rebased",
-    dModel: 64,
-    seqLen: 64,
-    vocabSize: 8192,
-    powerA: 0.01,
-    randomNonQueries: false,
-    dataSeed: 42,
-    trainExamples: 100_000,
-    testExamples: 3_000,
-    batchSize: 512,
-    epochs: 64,
-    lr: 1e-3,
-    weightDecay: 0.1,
-    seed: 42,
-    earlyStopAccuracy: 0.99,
-    maxSteps: null,
-  };
+export { RUN_DEFAULTS } from "./run_fields.ts";
 
 /**
  * The reference code's micro-batch rule (spec §2.5): 256 // (L // 512) for L ≥ 512, else the whole batch. Where that
@@ -79,7 +40,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     : typeof value === "number" && !Number.isFinite(value)
     ? `${value} (out of the float64 range)`
     : JSON.stringify(value);
-  if (issue.code === "invalid_value" && "values" in issue) {
+  if (issue.code === "invalid_value" && "values" in issue && !issue.message.startsWith("expected")) {
     return `${path}: got ${shown}, expected one of ${(issue.values as unknown[]).join(", ")}`;
   }
   if (issue.code === "unrecognized_keys") {
@@ -92,7 +53,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
 export function parseRunConfigInput(input: unknown, source = "config"): RunConfigInput {
   const r = runConfigSchema.safeParse(input);
   if (!r.success) throw new RunConfigError(`${source}: ${describeIssue(r.error.issues[0], input)}`);
-  return r.data;
+  return r.data as RunConfigInput;
 }
 
 /** Merges inputs over the defaults (later inputs win) and checks cross-field constraints. */
@@ -144,7 +105,13 @@ export function modelConfigOf(cfg: RunConfig): ModelConfig {
   if (!isMixerName(cfg.mixer)) {
     throw new RunConfigError(`mixer: got "${cfg.mixer}", expected one of ${MIXERS.join(", ")}`);
   }
-  return makeModelConfig({ mixer: cfg.mixer, dModel: cfg.dModel, seqLen: cfg.seqLen, vocabSize: cfg.vocabSize });
+  return makeModelConfig({
+    mixer: cfg.mixer,
+    dModel: cfg.dModel,
+    seqLen: cfg.seqLen,
+    vocabSize: cfg.vocabSize,
+    wkvBf16: cfg.wkvBf16,
+  });
 }
 
 /** Reads and validates a JSON config file. */

@@ -26,6 +26,8 @@ export interface RunConfig {
   earlyStopAccuracy: number;
   /** Optional cap on optimizer steps (budgeted runs, demos); null = none. */
   maxSteps: number | null;
+  /** RWKV only, absent = false: round the wkv output and its gradients to bfloat16 as the reference code does. */
+  wkvBf16?: boolean;
 }
 
 export type RunStatus = "ok" | "nan" | "error";

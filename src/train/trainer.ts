@@ -6,9 +6,6 @@
  */
 import { type Gpu } from "../gpu/device.ts";
 import { epochOrder, generateBatch, type MqarSplit } from "../data/mqar.ts";
-import { mixSeed } from "../data/rng.ts";
-import { submit } from "../ops/_dispatch.ts";
-import { createAdamW } from "../ops/adamw.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
 import { initParams } from "../model/init.ts";
@@ -17,6 +14,7 @@ import type { Tensor } from "../gpu/allocator.ts";
 import { cosineLr, modelConfigOf, mqarConfigOf } from "./config.ts";
 import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "./result.ts";
 import { runEnvironment } from "./environment.ts";
+import { createTrainStep } from "./step.ts";
 import { computeRunId } from "./run_id.ts";
 
 export interface TrainProgress {
@@ -112,26 +110,20 @@ async function trainInner(
   const arena = new Map<string, Tensor>();
   const micro = cfg.microBatchSize;
   const accum = cfg.batchSize / micro;
-  const trainGraph = buildModelGraph(gpu, modelCfg, params, {
-    training: true,
-    batch: micro,
+  const trainStep = createTrainStep(gpu, modelCfg, params, {
+    microBatch: micro,
+    accumulation: accum,
     labelsPerExample: cfg.numKvPairs,
+    weightDecay: cfg.weightDecay,
     arena,
   });
+  const trainGraph = trainStep.graph;
   const evalGraph = buildModelGraph(gpu, modelCfg, params, {
     training: false,
     batch: evalBatchSize(cfg.testExamples, micro),
     labelsPerExample: cfg.numKvPairs,
     arena,
   });
-  const adamw = createAdamW(gpu, "adamw", {
-    tensors: params.slots.map((s) => ({ param: s.param, grad: s.grad, m: s.m, v: s.v })),
-    weightDecay: cfg.weightDecay,
-    zeroGrad: true,
-  });
-  // Loss is a mean over every labelled position of the optimizer step (micro-batches included), as the reference's
-  // loss/accum_steps with exactly N labels per example.
-  trainGraph.xent.setGradScale(1 / (cfg.batchSize * cfg.numKvPairs));
 
   const stepsPerEpoch = Math.floor(cfg.trainExamples / cfg.batchSize);
   if (stepsPerEpoch < 1) {
@@ -178,17 +170,13 @@ async function trainInner(
         stopReason = `time budget ${hooks.maxTrainSeconds} s`;
         break;
       }
-      for (let m = 0; m < accum; m++) {
+      step++;
+      trainStep.run(step, lr, (m) => {
         const base = s * cfg.batchSize + m * micro;
         for (let i = 0; i < micro; i++) indices[i] = order[base + i];
-        trainGraph.upload(generateBatch(mqar, "train", indices));
-        trainGraph.setSeed(mixSeed(cfg.seed, step, m));
-        trainGraph.run();
-      }
-      step++;
+        return generateBatch(mqar, "train", indices);
+      }, cfg.seed);
       stepsThisEpoch++;
-      adamw.setStep(step, lr);
-      submit(gpu, adamw.dispatches);
       tokens += cfg.batchSize * cfg.seqLen;
       windowTokens += cfg.batchSize * cfg.seqLen;
       const now = performance.now();

@@ -189,6 +189,11 @@ Deno.test("bad input: numbers, repeated flags and duplicate keys", async () => {
     const r = await capture(() => main(["sweep", "--config", dupSweep, "--out", dir, "--dry-run"]));
     assertEquals(r.code, 2);
     assert(/key "epochs" appears twice/.test(r.err), r.err);
+    // A new mixer's impossible shapes get the same one-line errors as the old ones'.
+    await oneLine(["train", "--mixer", "rwkv", "--d-model", "1"], /dModel: 1 must be >= 2 for rwkv/);
+    await oneLine(["train", "--mixer", "conv_rwkv", "--wkv-bf16", "--d-model", "1"], /dModel: 1 must be >= 2/);
+    await oneLine(["train", "--mixer", "based", "--d-model", "8"], /dModel: 8 is too small for based/);
+    await oneLine(["train", "--mixer", "mamba"], /mixer: got "mamba", expected one of attention, .*conv_rwkv$/);
     const big = await json(dir, '{"lr": 1e999}');
     await oneLine(["train", "--config", big], /lr: got Infinity \(out of the float64 range\)/);
   });

@@ -109,7 +109,8 @@ Deno.test("grid: kv-pair rules and micro-batch forms", () => {
 
 Deno.test("grid: presets expand to the paper's grids", async () => {
   const fig1 = await loadGrid(new URL("paper-figure1.json", PRESETS).pathname);
-  assertEquals(fig1.runs.length, 4 * 4 * 5 * 4 * 5);
+  assertEquals(fig1.runs.length, 6 * 4 * 5 * 4 * 5);
+  assertEquals(fig1.config.mixers, ["conv_attention", "based", "rebased", "attention", "rwkv", "conv_rwkv"]);
   const byL = new Map(fig1.runs.map((r) => [r.config.seqLen, r.config]));
   assertEquals([...byL.keys()], [128, 256, 512, 1024, 2048]);
   assertEquals([...byL.values()].map((c) => c.numKvPairs), [16, 64, 128, 256, 512]);
@@ -127,6 +128,10 @@ Deno.test("grid: presets expand to the paper's grids", async () => {
     new Set(ablation.runs.map((r) => r.config.mixer)),
     new Set(["based", "rebased", "rebased_x2", "rebased_norm", "rebased_gamma", "rebased_gamma_beta"]),
   );
+
+  // The CPU preset that trains every architecture: whatever the registry says is trainable.
+  const all = await loadGrid(new URL("cpu-all-mixers.json", PRESETS).pathname);
+  assertEquals(all.config.mixers, [...MIXERS]);
 
   const smoke = await loadGrid(new URL("cpu-smoke.json", PRESETS).pathname);
   const tiny = await loadGrid(new URL("cpu-tiny.json", PRESETS).pathname);
