@@ -1,6 +1,7 @@
 /** The command registry: one file per command under src/cli/, one line here. */
 import type { Command } from "./_common.ts";
 import { benchCommand } from "./bench.ts";
+import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { doctorCommand } from "./doctor.ts";
 import { evalCommand } from "./eval.ts";
@@ -16,6 +17,7 @@ export const COMMANDS: Command[] = [
   paramsCommand,
   trainCommand,
   evalCommand,
+  dataCommand,
   demoCommand,
   sweepCommand,
   mergeCommand,

@@ -5,9 +5,10 @@ import { buildReport, writeReport } from "../report/report.ts";
 import { type Command, parseFlags, printJson, UsageError } from "./_common.ts";
 import { checkOutputDir } from "../io/output_path.ts";
 
-const USAGE = `Usage: mqar report --results FILE_OR_DIR [--results FILE_OR_DIR ...] --out DIR [--title TEXT] [--json]
+const USAGE = `Usage: mqar report --results FILE_OR_DIR... --out DIR [--title TEXT] [--json]
 
-Reads results (files, or directories of *.jsonl such as a sharded sweep's) and writes into DIR:
+Reads results (files, or directories of *.jsonl such as a sharded sweep's; several after one --results, so a shell
+glob such as --results runs/*.jsonl works; --results may also repeat) and writes into DIR:
   summary.csv, summary.md   best lr per (mixer, d_model, L, N): mean and std over seeds at that lr
   by-lr.csv                 mean and std over seeds for every lr
   table1.md                 the paper's Table 1 layout: "mean ± std" per mixer × d_model, for each L
@@ -21,12 +22,31 @@ Reads results (files, or directories of *.jsonl such as a sharded sweep's) and w
 Aggregation (paper): score = bestAccuracy; mean over seeds per (mixer, d, L, N, lr); best lr by that mean (ties: the
 smaller lr); std = sample std over seeds at that lr (ddof 1), clipped to [0, 1]. Duplicate run ids count once.`;
 
+/**
+ * `--results a b c` (what a shell glob such as runs/*.jsonl expands to) as `--results a --results b --results c`: the
+ * paths after one --results run up to the next flag.
+ */
+export function spreadResults(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    out.push(args[i]);
+    if (args[i] !== "--results") continue;
+    let first = true;
+    while (i + 1 < args.length && !args[i + 1].startsWith("--")) {
+      if (!first) out.push("--results");
+      out.push(args[++i]);
+      first = false;
+    }
+  }
+  return out;
+}
+
 export const reportCommand: Command = {
   name: "report",
   summary: "CSV/Markdown tables, SVG figures and an HTML page from results (no GPU)",
   usage: USAGE,
   async run(args) {
-    const { values } = parseFlags("report", args, {
+    const { values } = parseFlags("report", spreadResults(args), {
       results: { type: "string", multiple: true },
       out: { type: "string" },
       title: { type: "string" },

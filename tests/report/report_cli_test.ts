@@ -1,6 +1,6 @@
 import { capture } from "../_helpers/console.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
-import { reportCommand } from "../../src/cli/report.ts";
+import { reportCommand, spreadResults } from "../../src/cli/report.ts";
 import { appendResult } from "../../src/sweep/results_file.ts";
 import { syntheticResults } from "../_helpers/results.ts";
 import { checkXml } from "../_helpers/xml.ts";
@@ -60,6 +60,31 @@ Deno.test("mqar report: user and input errors", async () => {
     );
     await Deno.writeTextFile(`${dir}/bad.jsonl`, "oops\n{}\n");
     await assertRejects(() => reportCommand.run(["--results", `${dir}/bad.jsonl`, "--out", dir]), /bad\.jsonl:1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mqar report: several paths after one --results (a shell glob), mixed with repeated flags", async () => {
+  assertEquals(spreadResults(["--results", "a.jsonl", "b.jsonl", "--out", "r", "--results", "c"]), [
+    "--results",
+    "a.jsonl",
+    "--results",
+    "b.jsonl",
+    "--out",
+    "r",
+    "--results",
+    "c",
+  ]);
+  assertEquals(spreadResults(["--out", "r", "--results", "x"]), ["--out", "r", "--results", "x"]);
+  const dir = await Deno.makeTempDir({ prefix: "mqar-report-" });
+  try {
+    const results = syntheticResults();
+    for (const [i, r] of results.entries()) await appendResult(`${dir}/part-${i % 3}.jsonl`, r);
+    const files = [0, 1, 2].map((i) => `${dir}/part-${i}.jsonl`);
+    const r = await capture(() => reportCommand.run(["--results", ...files, "--out", `${dir}/report`]));
+    assertEquals(r.code, 0, r.err);
+    assert(r.out.startsWith(`${results.length} records`), r.out);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
