@@ -157,6 +157,11 @@ export interface LayerDescriptor<Options = unknown> {
   activations(ctx: AnalyticLayerContext, act: (name: string, elements: number) => void): void;
   /** Recurrent state per layer in floats for one sequence at length L (softmax attention: its KV cache). */
   stateFloats?(cfg: ArchConfig): number;
+  /**
+   * Parameters (relative names) whose mean and std the trainer records after every epoch (ReBased's ln_q/ln_k γ and β:
+   * the paper's Appendix C, Figure 10).
+   */
+  trackedParams?(cfg: ArchConfig): string[];
 }
 
 /** A model users name: two layers in a block layout (spec §2.2, §2.3). */

@@ -224,6 +224,10 @@ function linearAttentionLayer(label: string, options: LinearAttentionOptions): L
         }
       }
     },
+    trackedParams: () =>
+      ["ln_q", "ln_k"].flatMap((w) =>
+        [transform?.gammaName, transform?.betaName].filter((n): n is string => Boolean(n)).map((n) => `${w}.${n}`)
+      ),
     // The recurrent form's state per head: D packed features × (dv + 1) columns (the ones column is the normaliser).
     stateFloats: (cfg) => {
       const { H, f, dv } = widths(cfg);

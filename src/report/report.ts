@@ -525,6 +525,16 @@ export function buildReport(results: readonly RunResult[], opts: ReportOptions =
         "Largest peak of allocated GPU bytes (params + grads + optimizer + activations + workspace) over the runs.",
     });
   }
+  const statsFig = paramStatsFigure(results);
+  if (statsFig) {
+    figures.push({
+      section: "layernorm",
+      file: "figure10-qk-layernorm-stats.svg",
+      fig: statsFig.fig,
+      caption: "Mean (line) ± std (band) over the 192 features of ReBased's ln_q/ln_k γ and β after each epoch " +
+        `(the paper's Appendix C, Figure 10)${statsFig.note ? `; ${statsFig.note}` : ""}.`,
+    });
+  }
   const svgs = new Map<string, string>();
   for (const f of figures) {
     const svg = renderFigure(f.fig);
@@ -565,6 +575,9 @@ export function buildReport(results: readonly RunResult[], opts: ReportOptions =
       tables: tput.length ? [throughputTable(tput)] : [],
       paragraphs: tput.length ? [] : ["No run recorded throughput or memory."],
     },
+    ...(statsFig
+      ? [{ id: "layernorm", title: "q/k LayerNorm statistics (Figure 10)", figures: htmlFigures("layernorm") }]
+      : []),
     {
       id: "files",
       title: "Files",
@@ -581,6 +594,45 @@ export function buildReport(results: readonly RunResult[], opts: ReportOptions =
     }),
   );
   return { files, notes, aggregation: agg };
+}
+
+const STATS_RUN_LIMIT = 12;
+
+/** γ/β statistics per epoch (records' paramStatsPerEpoch): one panel per parameter, one series per run. */
+function paramStatsFigure(results: readonly RunResult[]): { fig: Figure; note: string | null } | null {
+  const runs = results.filter((r) => r.paramStatsPerEpoch && Object.keys(r.paramStatsPerEpoch).length)
+    .sort((a, b) =>
+      compareMixers(a.config.mixer, b.config.mixer) || a.config.dModel - b.config.dModel ||
+      a.config.seqLen - b.config.seqLen || a.config.lr - b.config.lr || a.config.seed - b.config.seed
+    );
+  if (runs.length === 0) return null;
+  const shown = runs.slice(0, STATS_RUN_LIMIT);
+  const short = (name: string) => name.replace(/^backbone\.layers\.\d+\.(sequence_mixer\.)?mixer\./, "");
+  const names = sortedUnique(shown.flatMap((r) => Object.keys(r.paramStatsPerEpoch!).map(short)), (a, b) =>
+    a < b ? -1 : a > b ? 1 : 0);
+  const title = (n: string) => {
+    const [ln, p] = n.split(".");
+    return `${/weight|gamma/.test(p) ? "γ" : "β"} of ${ln}`;
+  };
+  const panels: Panel[] = names.map((n) => ({
+    title: title(n),
+    x: { label: "epoch" },
+    y: { label: "value (mean ± std over features)" },
+    series: shown.flatMap((r) => {
+      const entry = Object.entries(r.paramStatsPerEpoch!).find(([k]) => short(k) === n)?.[1];
+      if (!entry) return [];
+      const c = r.config;
+      return [{
+        name: `${c.mixer} d=${c.dModel} L=${c.seqLen} lr=${fmtLr(c.lr)} seed=${c.seed}`,
+        band: true,
+        points: entry.mean.map((m, e) => ({ x: e + 1, y: m, yLow: m - entry.std[e], yHigh: m + entry.std[e] })),
+      }];
+    }),
+  }));
+  return {
+    fig: { title: "q/k LayerNorm parameters during training", panels, columns: 2 },
+    note: runs.length > shown.length ? `the first ${shown.length} of ${runs.length} runs shown` : null,
+  };
 }
 
 /** Writes every file of the report into `dir` (created); returns the paths written. */

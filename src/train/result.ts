@@ -53,6 +53,11 @@ export interface RunResult {
   /** Training tokens (B·L per example) per second of training wall time (eval excluded). */
   trainTokensPerS: number;
   peakBytes: ByteCounts;
+  /**
+   * Mean and std of the tracked parameters (ReBased's ln_q/ln_k γ and β) after each epoch, by full parameter name;
+   * absent for mixers that track none.
+   */
+  paramStatsPerEpoch?: Record<string, { mean: number[]; std: number[] }>;
   /** The variant each op of the training graph ran (ModelGraph.variants), e.g. { matmul: "blocked", ... }. */
   variants?: Record<string, string>;
   adapter: AdapterSummary;

@@ -4,7 +4,9 @@
  * best accuracy over epochs as the score. A training step is encoded and submitted without readbacks; loss is read every
  * few seconds (that is also when NaN/Inf is detected).
  */
-import { type Gpu } from "../gpu/device.ts";
+import { type Gpu, readTensor } from "../gpu/device.ts";
+import { architecture } from "../mixers/registry.ts";
+import { mixerPrefix } from "../model/param_spec.ts";
 import { epochOrder, generateBatch, type MqarSplit } from "../data/mqar.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
@@ -125,6 +127,26 @@ async function trainInner(
     arena,
   });
 
+  // Parameters whose statistics the record keeps per epoch (the descriptors say which).
+  const arch = architecture(modelCfg.mixer);
+  const tracked = arch.layers.flatMap((layer, i) =>
+    (layer.trackedParams?.(modelCfg) ?? []).map((name) => mixerPrefix(modelCfg, i) + name)
+  );
+  const paramStats: Record<string, { mean: number[]; std: number[] }> = {};
+  const recordParamStats = async () => {
+    for (const name of tracked) {
+      const v = await readTensor(gpu, params.get(name).param);
+      let sum = 0;
+      for (const x of v) sum += x;
+      const mean = sum / v.length;
+      let sq = 0;
+      for (const x of v) sq += (x - mean) ** 2;
+      paramStats[name] ??= { mean: [], std: [] };
+      paramStats[name].mean.push(mean);
+      paramStats[name].std.push(Math.sqrt(sq / v.length));
+    }
+  };
+
   const stepsPerEpoch = Math.floor(cfg.trainExamples / cfg.batchSize);
   if (stepsPerEpoch < 1) {
     throw new Error(`trainExamples ${cfg.trainExamples} is smaller than one batch of ${cfg.batchSize}`);
@@ -216,6 +238,7 @@ async function trainInner(
     trainSeconds += (performance.now() - epochStart) / 1000;
     if (stepsThisEpoch === 0) break;
     const { accuracy } = await evaluate(evalGraph, cfg, "test");
+    await recordParamStats();
     const trainLoss = epochLossCount > 0 ? epochLossSum / epochLossCount : NaN;
     accuracyPerEpoch.push(accuracy);
     trainLossPerEpoch.push(trainLoss);
@@ -250,6 +273,7 @@ async function trainInner(
     wallTimeS: (performance.now() - t0) / 1000,
     trainTokensPerS: trainSeconds > 0 ? tokens / trainSeconds : 0,
     peakBytes,
+    ...(tracked.length ? { paramStatsPerEpoch: paramStats } : {}),
     variants: { ...trainGraph.variants },
     adapter: gpu.info,
     env: await runEnvironment(),

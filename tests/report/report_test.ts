@@ -182,3 +182,22 @@ Deno.test("report building blocks: CSV quoting, Markdown escaping, formats, HTML
   );
   assert(page.includes('<a href="f%201.svg">f 1.svg</a>'));
 });
+
+Deno.test("report: Figure 10 from the records' per-epoch ln_q/ln_k statistics, one panel per parameter", () => {
+  const p = "backbone.layers.1.sequence_mixer.mixer.";
+  const stats = (m: number) => ({
+    [`${p}ln_q.weight`]: { mean: [1, m], std: [0, 0.1] },
+    [`${p}ln_q.bias`]: { mean: [0, 0.1], std: [0, 0.05] },
+  });
+  const results = [1, 2].map((seed) =>
+    fakeResult(fakeConfig({ mixer: "rebased", seed }), 0.5, { paramStatsPerEpoch: stats(1 + seed / 10) })
+  );
+  const out = buildReport(results);
+  const svg = out.files.find((f) => f.name === "figure10-qk-layernorm-stats.svg");
+  assert(svg, out.files.map((f) => f.name).join(", "));
+  checkXml(svg.content);
+  for (const text of ["γ of ln_q", "β of ln_q", "seed=1", "seed=2"]) assert(svg.content.includes(text), text);
+  assert(out.files.find((f) => f.name === "index.html")!.content.includes("Figure 10"));
+  // Without statistics (Based, attention) there is no such figure.
+  assert(!buildReport([fakeResult(fakeConfig(), 0.5)]).files.some((f) => f.name.startsWith("figure10")));
+});

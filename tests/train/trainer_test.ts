@@ -79,3 +79,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "trainer: ReBased records its ln_q/ln_k γ and β mean and std after every epoch; records list the variants",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const cfg = resolveRunConfig({
+      mixer: "rebased",
+      dModel: 24,
+      seqLen: 16,
+      numKvPairs: 2,
+      vocabSize: 64,
+      trainExamples: 128,
+      testExamples: 32,
+      batchSize: 32,
+      epochs: 2,
+    });
+    const { result } = await trainRun(gpu, cfg);
+    const stats = result.paramStatsPerEpoch!;
+    const prefix = "backbone.layers.1.sequence_mixer.mixer.";
+    assertEquals(
+      Object.keys(stats).sort(),
+      ["ln_k.bias", "ln_k.weight", "ln_q.bias", "ln_q.weight"].map((n) => prefix + n),
+    );
+    for (const s of Object.values(stats)) assertEquals([s.mean.length, s.std.length], [2, 2]);
+    // γ starts at 1, β at 0; after a few small AdamW steps they have moved only a little.
+    assert(Math.abs(stats[`${prefix}ln_q.weight`].mean[0] - 1) < 0.05, String(stats[`${prefix}ln_q.weight`].mean));
+    assert(Math.abs(stats[`${prefix}ln_k.bias`].mean[1]) < 0.05);
+    assert(stats[`${prefix}ln_q.weight`].std[1] > 0, "the features moved apart");
+    assertEquals(result.variants?.matmul, gpu.info.software ? "blocked" : "tiled");
+    assert(result.variants?.["layers.1.mixer.attn"], JSON.stringify(result.variants));
+    const based = await trainRun(gpu, { ...cfg, mixer: "based" });
+    assertEquals(based.result.paramStatsPerEpoch, undefined);
+  },
+});
