@@ -1,5 +1,6 @@
 /** The command registry: one file per command under src/cli/, one line here. */
 import type { Command } from "./_common.ts";
+import { analyzeCommand } from "./analyze.ts";
 import { benchCommand } from "./bench.ts";
 import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
@@ -18,6 +19,7 @@ export const COMMANDS: Command[] = [
   trainCommand,
   evalCommand,
   dataCommand,
+  analyzeCommand,
   demoCommand,
   sweepCommand,
   mergeCommand,

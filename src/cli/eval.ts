@@ -2,6 +2,7 @@
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { batchOf, type Example, labelCount, parseExamplesText } from "../data/exchange.ts";
 import type { ModelConfig } from "../model/config.ts";
+import type { RunConfig } from "../train/result.ts";
 import { buildModelGraph } from "../model/graph.ts";
 import { ParamStore } from "../model/parameters.ts";
 import { modelConfigOf, parseRunConfigInput, resolveRunConfig, type RunConfigInput } from "../train/config.ts";
@@ -37,35 +38,7 @@ export const evalCommand: Command = {
     if (!values.checkpoint) throw new UsageError("--checkpoint FILE is required");
     const split = values.split ?? "test";
     if (split !== "test" && split !== "train") throw new UsageError(`--split: got "${split}", expected test or train`);
-    let contents;
-    try {
-      contents = await readSafetensors(values.checkpoint);
-    } catch (e) {
-      throw new UsageError(`--checkpoint ${values.checkpoint}: ${(e as Error).message}`);
-    }
-    const stored: RunConfigInput[] = [];
-    if (contents.metadata.config) {
-      let json: unknown;
-      try {
-        json = JSON.parse(contents.metadata.config);
-      } catch (e) {
-        throw new UsageError(
-          `--checkpoint ${values.checkpoint}: __metadata__.config is not valid JSON (${(e as Error).message}); ` +
-            `expected the run config that \`mqar train --save\` stores there`,
-        );
-      }
-      stored.push(parseRunConfigInput(json, `--checkpoint ${values.checkpoint}: __metadata__.config`));
-    }
-    const cfg = resolveRunConfig(...stored, ...await runConfigFromFlags(values));
-    const modelCfg = modelConfigOf(cfg);
-    let weights;
-    try {
-      weights = fromStateDict(modelCfg, contents.tensors, contents.metadata);
-    } catch (e) {
-      throw new UsageError(
-        `--checkpoint ${values.checkpoint} does not fit a ${cfg.mixer} model: ${(e as Error).message}`,
-      );
-    }
+    const { cfg, modelCfg, weights } = await loadCheckpoint(values.checkpoint, values);
     const examples = values.data === undefined ? null : await readExamples(values.data as string, modelCfg);
     const gpu = await acquireGpu();
     const release = gpu.allocator.scope();
@@ -176,4 +149,40 @@ export async function evaluateExamples(
     }
   }
   return { accuracy: correct / count, loss: lossSum / count, labels: count };
+}
+
+/**
+ * A checkpoint's weights and run config (its `__metadata__.config`, overridden by the RUN_FLAGS in `values`); every
+ * problem is a one-line UsageError naming the file.
+ */
+export async function loadCheckpoint(
+  path: string,
+  values: Record<string, string | boolean | undefined>,
+): Promise<{ cfg: RunConfig; modelCfg: ModelConfig; weights: Map<string, Float32Array> }> {
+  let contents;
+  try {
+    contents = await readSafetensors(path);
+  } catch (e) {
+    throw new UsageError(`--checkpoint ${path}: ${(e as Error).message}`);
+  }
+  const stored: RunConfigInput[] = [];
+  if (contents.metadata.config) {
+    let json: unknown;
+    try {
+      json = JSON.parse(contents.metadata.config);
+    } catch (e) {
+      throw new UsageError(
+        `--checkpoint ${path}: __metadata__.config is not valid JSON (${(e as Error).message}); ` +
+          `expected the run config that \`mqar train --save\` stores there`,
+      );
+    }
+    stored.push(parseRunConfigInput(json, `--checkpoint ${path}: __metadata__.config`));
+  }
+  const cfg = resolveRunConfig(...stored, ...await runConfigFromFlags(values));
+  const modelCfg = modelConfigOf(cfg);
+  try {
+    return { cfg, modelCfg, weights: fromStateDict(modelCfg, contents.tensors, contents.metadata) };
+  } catch (e) {
+    throw new UsageError(`--checkpoint ${path} does not fit a ${cfg.mixer} model: ${(e as Error).message}`);
+  }
 }

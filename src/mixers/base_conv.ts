@@ -57,4 +57,10 @@ export const baseConvLayer: LayerDescriptor<null> = {
     if (training) act(`${label}.dproj`, rows * cfg.dModel);
   },
   stateFloats: (cfg) => (SHORT_CONV_KERNEL - 1) * cfg.dModel,
+  // u_conv[t] = u[t−1]: tap 1 of the 3 (tap 0 multiplies u[t−2], tap 2 u[t]) is 1, the bias 0.
+  previousTokenParams(cfg) {
+    const weight = new Float32Array(cfg.dModel * SHORT_CONV_KERNEL);
+    for (let c = 0; c < cfg.dModel; c++) weight[c * SHORT_CONV_KERNEL + 1] = 1;
+    return { "conv.conv.weight": weight, "conv.conv.bias": new Float32Array(cfg.dModel) };
+  },
 };

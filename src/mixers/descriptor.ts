@@ -99,6 +99,8 @@ export interface RefLayerGrads {
 export interface RefLayerResult {
   y: Float64Array;
   backward(dy: Float64Array): RefLayerGrads;
+  /** Named intermediate activations [rows, width], under the GPU builder's buffer names (those attentionMap reads). */
+  activations?: Record<string, Float64Array>;
 }
 
 // ---- analytic cost model -------------------------------------------------------------------------------------------
@@ -157,6 +159,21 @@ export interface LayerDescriptor<Options = unknown> {
   activations(ctx: AnalyticLayerContext, act: (name: string, elements: number) => void): void;
   /** Recurrent state per layer in floats for one sequence at length L (softmax attention: its KV cache). */
   stateFloats?(cfg: ArchConfig): number;
+  /**
+   * Values that fix this layer to "copy the previous token" (the paper's §5.5 analysis setup: layer 0's short conv
+   * fixed and frozen), by relative parameter name; absent for layers that have no such form.
+   */
+  previousTokenParams?(cfg: ArchConfig): Record<string, Float32Array>;
+  /**
+   * The layer's attention matrix (the paper's §5.5), for layers that have one: which activations it is computed from
+   * (GPU buffer names, also RefLayerResult.activations), and per head the row-normalised causal L×L matrix of example
+   * `b` (row i: the weights query i gives keys j ≤ i; what multiplies V in the forward pass).
+   */
+  attentionMap?: {
+    activations(cfg: ArchConfig): string[];
+    heads(cfg: ArchConfig): number;
+    matrix(cfg: ArchConfig, act: (name: string) => ArrayLike<number>, b: number): Float64Array[];
+  };
   /**
    * Parameters (relative names) whose mean and std the trainer records after every epoch (ReBased's ln_q/ln_k γ and β:
    * the paper's Appendix C, Figure 10).

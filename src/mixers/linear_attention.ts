@@ -46,6 +46,9 @@ export interface LinearAttentionOptions {
   transform: QkTransform | null;
 }
 
+/** [R]'s denominator eps of Based and ReBased (y = Σ g v / (Σ g + eps)). */
+const LINEAR_ATTENTION_EPS = 1e-12;
+
 /** eps of ReBased's LayerNorm / Normalizer over the 192 q/k features. */
 const QK_NORM_EPS = 1e-5;
 
@@ -140,6 +143,7 @@ function linearAttentionLayer(label: string, options: LinearAttentionOptions): L
       const y = linearForward(attn, wo, undefined, rows, d, vd);
       return {
         y,
+        activations: (transform ? { q_t: qT.y, k_t: kT.y } : { q: qRaw, k: kRaw }) as Record<string, Float64Array>,
         backward: (dy) => {
           const o = linearBackward(attn, wo, dy, rows, d, vd);
           const a = linearAttentionBackwardRef(qT.y, kT.y, v, o.dx, shape);
@@ -223,6 +227,33 @@ function linearAttentionLayer(label: string, options: LinearAttentionOptions): L
           act(`${p}.dk`, rows * qk);
         }
       }
+    },
+    attentionMap: {
+      // What the kernel sees: the transformed q, k (their raw projections when there is no transform).
+      activations: () => (transform ? ["q_t", "k_t"] : ["q", "k"]),
+      heads: (cfg) => cfg.numHeads,
+      // Â_ij = g(S_ij) / Σ_{j' ≤ i} g(S_ij'), S = q_i·k_j/sqrt(f) per head (spec §6.1: the parallel form's weights).
+      matrix(cfg, act, b) {
+        const L = cfg.seqLen, { H, f, qk } = widths(cfg);
+        const [q, k] = (transform ? ["q_t", "k_t"] : ["q", "k"]).map(act);
+        const scale = 1 / Math.sqrt(f);
+        return Array.from({ length: H }, (_, h) => {
+          const m = new Float64Array(L * L);
+          for (let i = 0; i < L; i++) {
+            let z = 0;
+            for (let j = 0; j <= i; j++) {
+              let s = 0;
+              for (let c = 0; c < f; c++) s += q[(b * L + i) * qk + h * f + c] * k[(b * L + j) * qk + h * f + c];
+              s *= scale;
+              const g = options.kernel === "based" ? 1 + s + s * s / 2 : s * s;
+              m[i * L + j] = g;
+              z += g;
+            }
+            for (let j = 0; j <= i; j++) m[i * L + j] /= z + LINEAR_ATTENTION_EPS;
+          }
+          return m;
+        });
+      },
     },
     trackedParams: () =>
       ["ln_q", "ln_k"].flatMap((w) =>

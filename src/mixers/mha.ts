@@ -43,6 +43,7 @@ export const mhaLayer: LayerDescriptor<null> = {
     const y = linearForward(attn, wo, bo, rows, d, d);
     return {
       y,
+      activations: { qkv },
       backward: (dy) => {
         const o = linearBackward(attn, wo, dy, rows, d, d);
         const dqkv = attentionBackwardRef(qkv, o.dx, shape, ctx.dropout);
@@ -84,6 +85,33 @@ export const mhaLayer: LayerDescriptor<null> = {
   },
   // The KV cache at L.
   stateFloats: (cfg) => 2 * cfg.dModel * cfg.seqLen,
+  attentionMap: {
+    activations: () => ["qkv"],
+    heads: (cfg) => cfg.attnHeads,
+    // P = softmax(q·k/sqrt(dh)) over j ≤ i per head (eval: no dropout); q, k are columns [0, d) and [d, 2d) of qkv.
+    matrix(cfg, act, b) {
+      const L = cfg.seqLen, d = cfg.dModel, H = cfg.attnHeads, dh = d / H, qkv = act("qkv");
+      const scale = 1 / Math.sqrt(dh);
+      return Array.from({ length: H }, (_, h) => {
+        const m = new Float64Array(L * L);
+        for (let i = 0; i < L; i++) {
+          const qi = (b * L + i) * 3 * d + h * dh;
+          let max = -Infinity;
+          for (let j = 0; j <= i; j++) {
+            const kj = (b * L + j) * 3 * d + d + h * dh;
+            let s = 0;
+            for (let c = 0; c < dh; c++) s += qkv[qi + c] * qkv[kj + c];
+            m[i * L + j] = s * scale;
+            max = Math.max(max, s * scale);
+          }
+          let z = 0;
+          for (let j = 0; j <= i; j++) z += m[i * L + j] = Math.exp(m[i * L + j] - max);
+          for (let j = 0; j <= i; j++) m[i * L + j] /= z;
+        }
+        return m;
+      });
+    },
+  },
 };
 
 export const attention = defineArch({

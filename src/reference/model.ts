@@ -221,6 +221,9 @@ export function modelForward(
       },
     }, n1.y);
     activations[`layers.${layer}.mixer`] = mixer.y;
+    for (const [name, value] of Object.entries(mixer.activations ?? {})) {
+      activations[`layers.${layer}.mixer.${name}`] = value;
+    }
     r = add(r, mixer.y);
     activations[`layers.${layer}.residual`] = r;
     const n2 = layerNormLayer(r, `${block}norm2.weight`, `${block}norm2.bias`, p, rows, d);

@@ -608,8 +608,10 @@ function paramStatsFigure(results: readonly RunResult[]): { fig: Figure; note: s
   if (runs.length === 0) return null;
   const shown = runs.slice(0, STATS_RUN_LIMIT);
   const short = (name: string) => name.replace(/^backbone\.layers\.\d+\.(sequence_mixer\.)?mixer\./, "");
-  const names = sortedUnique(shown.flatMap((r) => Object.keys(r.paramStatsPerEpoch!).map(short)), (a, b) =>
-    a < b ? -1 : a > b ? 1 : 0);
+  const names = sortedUnique(
+    shown.flatMap((r) => Object.keys(r.paramStatsPerEpoch!).map(short)),
+    (a, b) => a < b ? -1 : a > b ? 1 : 0,
+  );
   const title = (n: string) => {
     const [ln, p] = n.split(".");
     return `${/weight|gamma/.test(p) ? "γ" : "β"} of ${ln}`;

@@ -5,6 +5,8 @@ import { isMixerName, makeModelConfig, MIXERS, type ModelConfig, ModelConfigErro
 import type { RunConfig } from "./result.ts";
 import { parseJsonStrict } from "../io/strict_json.ts";
 import { RUN_DEFAULTS, runConfigInputSchema } from "./run_fields.ts";
+import { architecture, findArchitecture } from "../mixers/registry.ts";
+import { mixerPrefix } from "../model/param_spec.ts";
 
 /** A bad run configuration: the message names the field, the value and what is allowed. */
 export class RunConfigError extends Error {
@@ -78,6 +80,12 @@ export function resolveRunConfig(...inputs: RunConfigInput[]): RunConfig {
         `(an epoch runs whole batches; lower --batch-size or raise --train-examples)`,
     );
   }
+  if (cfg.fixPrevTokenConv && !frozenParams(cfg)) {
+    const able = MIXERS.filter((m) => architecture(m).layers[0].previousTokenParams);
+    throw new RunConfigError(
+      `fixPrevTokenConv: ${cfg.mixer} has no short convolution in layer 0 to fix; mixers with one: ${able.join(", ")}`,
+    );
+  }
   try {
     validateMqarConfig(mqarConfigOf(cfg));
     modelConfigOf(cfg);
@@ -86,6 +94,18 @@ export function resolveRunConfig(...inputs: RunConfigInput[]): RunConfig {
     throw e;
   }
   return cfg;
+}
+
+/**
+ * The parameters a run keeps fixed, by full name, with their values: layer 0's previous-token conv with
+ * fixPrevTokenConv (null when that layer has no such form), else none.
+ */
+export function frozenParams(cfg: RunConfig): Map<string, Float32Array> | null {
+  if (!cfg.fixPrevTokenConv) return new Map();
+  const layer = findArchitecture(cfg.mixer)?.layers[0];
+  const values = layer?.previousTokenParams?.(modelConfigOf(cfg));
+  if (!values) return null;
+  return new Map(Object.entries(values).map(([name, v]) => [mixerPrefix(modelConfigOf(cfg), 0) + name, v]));
 }
 
 export function mqarConfigOf(cfg: RunConfig): MqarConfig {

@@ -26,6 +26,11 @@ export interface RunConfig {
   earlyStopAccuracy: number;
   /** Optional cap on optimizer steps (budgeted runs, demos); null = none. */
   maxSteps: number | null;
+  /**
+   * Absent = false: layer 0's short conv is fixed to copy the previous token and is not trained (no update, no weight
+   * decay): the paper's §5.5 analysis setup. Only for architectures whose layer 0 has that form (BaseConv).
+   */
+  fixPrevTokenConv?: boolean;
   /** RWKV only, absent = false: round the wkv output and its gradients to bfloat16 as the reference code does. */
   wkvBf16?: boolean;
 }

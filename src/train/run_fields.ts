@@ -51,6 +51,12 @@ export const RUN_FIELDS = {
     what: "test accuracy to stop above (1 disables early stopping)",
   },
   maxSteps: { type: "int", min: 1, nullable: true, flag: "max-steps", what: "cap on optimizer steps" },
+  fixPrevTokenConv: {
+    type: "boolean",
+    optional: true,
+    flag: "fix-prev-token-conv",
+    what: "fix layer 0's short conv to copy the previous token and freeze it (the paper's §5.5 setup)",
+  },
   wkvBf16: {
     type: "boolean",
     optional: true,

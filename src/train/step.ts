@@ -23,6 +23,8 @@ export interface TrainStepOptions {
   weightDecay?: number;
   /** Shares activation buffers with an eval graph that never runs at the same time. */
   arena?: Map<string, Tensor>;
+  /** Parameters AdamW leaves alone (no update, no weight decay): e.g. a conv fixed to the previous token. */
+  frozen?: ReadonlySet<string>;
 }
 
 export interface TrainStep {
@@ -48,11 +50,14 @@ export function createTrainStep(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
     arena: opts.arena,
   });
   const adamw = createAdamW(gpu, "adamw", {
-    tensors: params.slots.map((s) => ({ param: s.param, grad: s.grad, m: s.m, v: s.v })),
+    tensors: params.slots.filter((s) => !opts.frozen?.has(s.spec.name))
+      .map((s) => ({ param: s.param, grad: s.grad, m: s.m, v: s.v })),
     weightDecay: opts.weightDecay,
     zeroGrad: true,
   });
   graph.xent.setGradScale(1 / (opts.microBatch * accumulation * opts.labelsPerExample));
+  // Frozen parameters still receive gradients (the graph computes them all); clear them so they never grow.
+  const frozenGrads = params.slots.filter((s) => opts.frozen?.has(s.spec.name)).map((s) => s.grad.buffer);
   return {
     graph,
     adamw,
@@ -66,6 +71,11 @@ export function createTrainStep(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       }
       adamw.setStep(step, lr);
       submit(gpu, adamw.dispatches);
+      if (frozenGrads.length) {
+        const encoder = gpu.device.createCommandEncoder();
+        for (const g of frozenGrads) encoder.clearBuffer(g);
+        gpu.device.queue.submit([encoder.finish()]);
+      }
     },
   };
 }

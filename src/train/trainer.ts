@@ -13,7 +13,7 @@ import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
 import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
 import type { Tensor } from "../gpu/allocator.ts";
-import { cosineLr, modelConfigOf, mqarConfigOf } from "./config.ts";
+import { cosineLr, frozenParams, modelConfigOf, mqarConfigOf } from "./config.ts";
 import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "./result.ts";
 import { runEnvironment } from "./environment.ts";
 import { createTrainStep } from "./step.ts";
@@ -108,7 +108,11 @@ async function trainInner(
   const modelCfg: ModelConfig = modelConfigOf(cfg);
   const mqar = mqarConfigOf(cfg);
   const params = new ParamStore(gpu, modelCfg);
-  params.upload(hooks.initialParams ?? initParams(modelCfg, cfg.seed));
+  // Fixed parameters (the previous-token conv of fixPrevTokenConv) take their values and stay out of AdamW.
+  const frozen = frozenParams(cfg) ?? new Map<string, Float32Array>();
+  const initial = new Map(hooks.initialParams ?? initParams(modelCfg, cfg.seed));
+  for (const [name, value] of frozen) initial.set(name, value);
+  params.upload(initial);
   const arena = new Map<string, Tensor>();
   const micro = cfg.microBatchSize;
   const accum = cfg.batchSize / micro;
@@ -118,6 +122,7 @@ async function trainInner(
     labelsPerExample: cfg.numKvPairs,
     weightDecay: cfg.weightDecay,
     arena,
+    frozen: new Set(frozen.keys()),
   });
   const trainGraph = trainStep.graph;
   const evalGraph = buildModelGraph(gpu, modelCfg, params, {
