@@ -1,115 +1,226 @@
 /**
- * `mqar demo` (`deno task demo`): the embedded default showdown. Trains conv_attention, based and rebased on a small MQAR
- * to 99 % test accuracy or a time budget each, then prints accuracy, training tokens/s and peak GPU memory per mixer.
+ * `mqar demo` (`deno task demo`): the paper's protocol in miniature. conv_attention, based and rebased on a CPU-sized
+ * MQAR, each at several seeds and two learning rates of the paper's grid, scored as the paper scores (mean over seeds
+ * at the best lr, with the std), every run's curve kept. The runs go through the sweep runner, so an interrupted demo
+ * resumes where it stopped and every finished run is in results.jsonl.
  */
-import { acquireGpu } from "../gpu/device.ts";
-import { resolveRunConfig, type RunConfigInput } from "../train/config.ts";
-import type { RunResult } from "../train/result.ts";
-import { trainRun } from "../train/trainer.ts";
-import { writeTextAtomic } from "../io/atomic.ts";
-import { ResultsWriter } from "../sweep/results_file.ts";
+import type { RunConfig, RunResult } from "../train/result.ts";
+import { mqarConfigOf, resolveRunConfig, type RunConfigInput } from "../train/config.ts";
+import { computeRunId } from "../train/run_id.ts";
+import { aggregate, type SummaryRow } from "../report/aggregate.ts";
+import { renderHtmlPage } from "../report/html.ts";
+import { fmtFixed, fmtLr, fmtMeanStd, markdownTable, type Table } from "../report/markdown.ts";
+import { type Figure, PALETTE, renderFigure, type Series, toStandaloneSvg } from "../report/svg.ts";
+import { runSweep } from "../sweep/runner.ts";
 import { checkOutputDir } from "../io/output_path.ts";
+import { writeTextAtomic } from "../io/atomic.ts";
 import { type Command, numberFlag, parseFlags } from "./_common.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
 export const DEMO_MIXERS = ["conv_attention", "based", "rebased"] as const;
+/** Two learning rates of the paper's grid {5e-4, 1e-3, 3e-3, 1e-2}, three seeds: the paper's protocol in miniature. */
+export const DEMO_LRS = [1e-3, 3e-3] as const;
+export const DEMO_SEEDS = [1, 2, 3] as const;
 
 /**
- * A small MQAR sized for a CPU software adapter: d = 64, L = 32, 4 pairs, vocabulary 256. On a GPU raise the budget or
- * use `mqar train` with the paper's sizes.
+ * A CPU-sized MQAR: d = 64, L = 32, 4 pairs, vocabulary 256. Each run sees at most 4 epochs of 4096 examples, so it
+ * meets an example at most 4 times: learning the task, not memorising a small training set.
  */
 export const DEMO_CONFIG: RunConfigInput = {
   dModel: 64,
   seqLen: 32,
   numKvPairs: 4,
   vocabSize: 256,
-  trainExamples: 4_000,
-  testExamples: 500,
+  trainExamples: 4096,
+  testExamples: 256,
   batchSize: 32,
-  epochs: 40,
-  lr: 3e-3,
-  seed: 42,
+  epochs: 4,
+  earlyStopAccuracy: 0.99,
 };
+
+/** Training seconds a run may take before it stops (its record says so); keeps the demo near its stated time. */
+const DEFAULT_BUDGET_S = 20;
 
 const USAGE = `Usage: mqar demo [--budget SECONDS] [--out DIR]
 
-Trains ${DEMO_MIXERS.join(", ")} on MQAR (d=64, L=32, 4 kv pairs, V=256) until test accuracy > 0.99 or the time
-budget per mixer (default 60 s of training) runs out, then prints a comparison table and writes DIR/demo.md and
-DIR/results.jsonl (default DIR: results/demo).`;
+The paper's protocol in miniature: ${
+  DEMO_MIXERS.join(", ")
+} on MQAR (d=${DEMO_CONFIG.dModel}, L=${DEMO_CONFIG.seqLen}, ${DEMO_CONFIG.numKvPairs} kv
+pairs, V=${DEMO_CONFIG.vocabSize}, ${DEMO_CONFIG.epochs} epochs of ${DEMO_CONFIG.trainExamples} fresh examples), ${DEMO_SEEDS.length} seeds × lr ${
+  DEMO_LRS.map(fmtLr).join(", ")
+} each, early stop > 0.99.
+Scored as the paper scores: mean test accuracy over seeds at the best lr (the best of the means), ± the std over seeds
+at that lr. Prints the table (with how many seeds passed 0.99, training tokens/s and peak memory) and writes DIR:
+results.jsonl (every run's record, resumable: rerun to finish an interrupted demo), demo.md, curves.svg (test accuracy
+against training step, one line per seed, one panel per mixer) and index.html. Default DIR: results/demo.
 
-function mib(bytes: number): string {
-  return (bytes / 2 ** 20).toFixed(1);
+  --budget SECONDS   training time per run before it stops (default ${DEFAULT_BUDGET_S}); a stopped run is scored as it
+                     stands and its record says "time budget"`;
+
+/** The demo's runs, in the order they train (mixer, lr, seed). */
+export function demoRuns(): RunConfig[] {
+  return DEMO_MIXERS.flatMap((mixer) =>
+    DEMO_LRS.flatMap((lr) => DEMO_SEEDS.map((seed) => resolveRunConfig({ ...DEMO_CONFIG, mixer, lr, seed })))
+  );
 }
 
-export function demoTable(results: RunResult[]): string {
-  const lines = [
-    "| mixer | params | best accuracy | epochs | steps | train tok/s | peak MiB (params/grads/optim/activ/work) | stop |",
-    "|---|---:|---:|---:|---:|---:|---|---|",
-  ];
-  for (const r of results) {
-    const p = r.peakBytes;
-    lines.push(
-      `| ${r.config.mixer} | ${r.params.toLocaleString("en-US")} | ${r.bestAccuracy.toFixed(4)} | ${r.epochsRun} | ` +
-        `${r.steps} | ${Math.round(r.trainTokensPerS)} | ${mib(p.total)} (${mib(p.params)}/${mib(p.grads)}/` +
-        `${mib(p.optimizer)}/${mib(p.activations)}/${mib(p.workspace)}) | ${r.stopReason ?? "all epochs"} |`,
-    );
-  }
-  return lines.join("\n");
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+
+/** The printed table: one row per mixer at its best lr. */
+export function demoTable(results: readonly RunResult[]): Table {
+  const rows = aggregate(results).rows;
+  return {
+    header: ["mixer", "best lr", "accuracy (mean ± std)", "seeds passing 0.99", "train tok/s", "peak MiB"],
+    align: ["left", "right", "right", "right", "right", "right"],
+    rows: rows.map((row) => {
+      const runs = bestLrRuns(results, row);
+      const passed = runs.filter((r) => r.bestAccuracy > 0.99).length;
+      const tokS = runs.reduce((s, r) => s + r.trainTokensPerS, 0) / runs.length;
+      const peak = Math.max(...runs.map((r) => r.peakBytes.total));
+      return [
+        row.mixer,
+        fmtLr(row.bestLr),
+        fmtMeanStd(row.mean, row.std, 4),
+        `${passed}/${runs.length}`,
+        String(Math.round(tokS)),
+        mib(peak),
+      ];
+    }),
+  };
+}
+
+function bestLrRuns(results: readonly RunResult[], row: SummaryRow): RunResult[] {
+  return results.filter((r) => r.config.mixer === row.mixer && r.config.lr === row.bestLr);
+}
+
+/** Every (mixer, lr) cell: the paper's by-lr view, so the choice of the best lr can be checked. */
+function byLrTable(results: readonly RunResult[]): Table {
+  return {
+    header: ["mixer", "lr", "accuracy per seed", "mean ± std"],
+    align: ["left", "right", "left", "right"],
+    rows: aggregate(results).rows.flatMap((row) =>
+      row.lrs.map((l) => [
+        row.mixer,
+        fmtLr(l.lr),
+        results.filter((r) => r.config.mixer === row.mixer && r.config.lr === l.lr)
+          .sort((a, b) => a.config.seed - b.config.seed)
+          .map((r) => `${r.config.seed}: ${fmtFixed(r.bestAccuracy, 3)}`).join(", "),
+        fmtMeanStd(l.mean, l.std, 4),
+      ])
+    ),
+  };
+}
+
+/** Test accuracy against training step: one panel per mixer, one line per seed (solid at the best lr). */
+export function demoFigure(results: readonly RunResult[]): Figure {
+  const rows = aggregate(results).rows;
+  return {
+    title: "Test accuracy during training",
+    subtitle: `solid: the best lr of each mixer; dashed: the other lr; colour: seed`,
+    columns: 3,
+    panels: rows.map((row) => ({
+      title: row.mixer,
+      x: { label: "training step" },
+      y: { label: "test accuracy", domain: [0, 1] },
+      series: results.filter((r) => r.config.mixer === row.mixer)
+        .sort((a, b) => a.config.lr - b.config.lr || a.config.seed - b.config.seed)
+        .map((r): Series => {
+          const stepsPerEpoch = Math.floor(r.config.trainExamples / r.config.batchSize);
+          return {
+            name: `lr ${fmtLr(r.config.lr)} seed ${r.config.seed}`,
+            color: PALETTE[DEMO_SEEDS.indexOf(r.config.seed as 1) % PALETTE.length],
+            dash: r.config.lr === row.bestLr ? undefined : "5 3",
+            points: r.accuracyPerEpoch.map((a, e) => ({
+              x: Math.min(r.steps, (e + 1) * stepsPerEpoch),
+              y: a ?? 0,
+            })),
+          };
+        }),
+    })),
+  };
 }
 
 export const demoCommand: Command = {
   name: "demo",
-  summary: "the default showdown: conv_attention vs based vs rebased on a small MQAR, with a summary table",
+  summary: "the paper's protocol in miniature: conv_attention, based, rebased × seeds × lrs, mean ± std at the best lr",
   usage: USAGE,
   async run(args) {
     const { values } = parseFlags("demo", args, { budget: { type: "string" }, out: { type: "string" } });
-    const budget = numberFlag("budget", values.budget, { min: 1 }) ?? 60;
+    const budget = numberFlag("budget", values.budget, { min: 0, exclusiveMin: true }) ?? DEFAULT_BUDGET_S;
     const outDir = values.out ?? "results/demo";
     await checkOutputDir("--out", outDir);
-    const writer = await ResultsWriter.open(`${outDir}/results.jsonl`);
-    try {
-      return await runDemo(outDir, budget, writer);
-    } finally {
-      await writer.close();
-    }
-  },
-};
-
-async function runDemo(outDir: string, budget: number, writer: ResultsWriter): Promise<number> {
-  {
+    const runs = demoRuns();
+    const t0 = performance.now();
+    const [{ acquireGpu }, { trainRun }] = await Promise.all([
+      import("../gpu/device.ts"),
+      import("../train/trainer.ts"),
+    ]);
     const gpu = await acquireGpu();
+    const c = mqarConfigOf(runs[0]);
     console.log(`mqar demo on ${gpu.info.description} (${gpu.info.backend}${gpu.info.software ? ", software" : ""})`);
     console.log(
-      `MQAR d=${DEMO_CONFIG.dModel} L=${DEMO_CONFIG.seqLen} N=${DEMO_CONFIG.numKvPairs} V=${DEMO_CONFIG.vocabSize}, ` +
-        `batch ${DEMO_CONFIG.batchSize}, lr ${DEMO_CONFIG.lr}; each mixer trains to > 0.99 or ${budget} s`,
+      `MQAR d=${DEMO_CONFIG.dModel} L=${c.seqLen} N=${c.numKvPairs} V=${c.vocabSize}, ${DEMO_CONFIG.epochs} epochs of ` +
+        `${c.trainExamples} examples, batch ${DEMO_CONFIG.batchSize}; ${DEMO_MIXERS.length} mixers × lr ${
+          DEMO_LRS.map(fmtLr).join(", ")
+        } × seeds ${DEMO_SEEDS.join(", ")} = ${runs.length} runs, each to > 0.99 or ${budget} s of training`,
     );
-    const results: RunResult[] = [];
-    {
-      for (const mixer of DEMO_MIXERS) {
-        const cfg = resolveRunConfig({ ...DEMO_CONFIG, mixer });
-        const progress = new ProgressPrinter(`  ${mixer}`);
-        const { result } = await trainRun(gpu, cfg, {
-          maxTrainSeconds: budget,
-          onProgress: (p) => progress.update(p),
-          onEpoch: (e) => progress.line(`  ${mixer} epoch ${e.epoch + 1}: test accuracy ${e.accuracy.toFixed(4)}`),
-        });
-        progress.done();
-        console.log(
-          `  ${mixer}: best accuracy ${result.bestAccuracy.toFixed(4)}, ${Math.round(result.trainTokensPerS)} train ` +
-            `tok/s, peak ${mib(result.peakBytes.total)} MiB`,
+    const summary = await runSweep({
+      runs,
+      resultsPath: `${outDir}/results.jsonl`,
+      runOne: async (cfg, ctx) => {
+        const progress = new ProgressPrinter(
+          `  [${ctx.position}/${ctx.todo}] ${cfg.mixer} lr ${fmtLr(cfg.lr)} seed ${cfg.seed}`,
         );
-        results.push(result);
-        await writer.append(result);
-      }
-    }
+        const outcome = await trainRun(gpu, cfg, { maxTrainSeconds: budget, onProgress: (p) => progress.update(p) });
+        progress.done();
+        const r = outcome.result;
+        console.log(
+          `  [${ctx.position}/${ctx.todo}] ${cfg.mixer} lr ${fmtLr(cfg.lr)} seed ${cfg.seed}: best accuracy ` +
+            `${r.bestAccuracy.toFixed(4)} after ${r.steps} steps, ${Math.round(r.trainTokensPerS)} tok/s`,
+        );
+        return r;
+      },
+      onProgress: (e) => {
+        if (e.kind === "resume" && e.done > 0) console.log(`  resuming: ${e.done} of ${e.total} runs already done`);
+      },
+    });
+    // Every run of the demo, finished now or by an earlier invocation, in demo order.
+    const { readResults } = await import("../sweep/results_file.ts");
+    const byId = new Map((await readResults(summary.file)).results.map((r) => [r.runId, r]));
+    const results = runs.map((r) => byId.get(computeRunId(r))).filter((r): r is RunResult => r !== undefined);
     const table = demoTable(results);
-    console.log(`\n${table}\n`);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`\n${markdownTable(table)}\n`);
+    const figure = renderFigure(demoFigure(results));
+    const intro =
+      `Adapter: ${gpu.info.description} (${gpu.info.backend}). ${runs.length} runs, ${
+        seconds.toFixed(0)
+      } s in this invocation; training budget ${budget} s per run. Score: best test accuracy over epochs; mean over seeds ` +
+      `at the lr with the best mean, ± the sample std over those seeds (the paper's protocol).`;
     await writeTextAtomic(
       `${outDir}/demo.md`,
-      `# mqar demo\n\nAdapter: ${gpu.info.description} (${gpu.info.backend}). Budget ${budget} s of training per mixer.\n\n` +
-        `${table}\n`,
+      `# mqar demo\n\n${intro}\n\n${markdownTable(table)}\n\n## Every learning rate\n\n${
+        markdownTable(byLrTable(results))
+      }\n\nCurves: curves.svg\n`,
     );
-    console.log(`report: ${outDir}/demo.md (table), ${outDir}/results.jsonl (full result records)`);
+    await writeTextAtomic(`${outDir}/curves.svg`, toStandaloneSvg(figure));
+    await writeTextAtomic(
+      `${outDir}/index.html`,
+      renderHtmlPage({
+        title: "mqar demo",
+        subtitle: intro,
+        sections: [
+          { id: "table", title: "Mean ± std over seeds at the best lr", tables: [table] },
+          {
+            id: "curves",
+            title: "Test accuracy during training",
+            figures: [{ svg: figure, caption: "One line per run; solid at the best lr.", file: "curves.svg" }],
+          },
+          { id: "by-lr", title: "Every learning rate", tables: [byLrTable(results)] },
+        ],
+      }),
+    );
+    console.log(`wrote ${outDir}/demo.md, curves.svg, index.html, results.jsonl (${seconds.toFixed(0)} s)`);
     return 0;
-  }
-}
+  },
+};

@@ -1,20 +1,39 @@
+import { capture } from "../_helpers/console.ts";
 import { main } from "../../main.ts";
+import { demoRuns } from "../../src/cli/demo.ts";
 import { readResults } from "../../src/sweep/results_file.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
+import { checkXml } from "../_helpers/xml.ts";
 import { gpuTest } from "../_helpers/gpu.ts";
 
 Deno.test({
-  name: "mqar demo: three mixers under a tiny budget, a table and full records where it says",
+  name: "mqar demo: 3 mixers × 2 lrs × 3 seeds under a tiny budget, scored at the best lr, curves and page, resumable",
   ...gpuTest,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mqar-demo-" });
     try {
-      assertEquals(await main(["demo", "--budget", "1", "--out", dir]), 0);
-      const table = await Deno.readTextFile(`${dir}/demo.md`);
-      for (const m of ["conv_attention", "based", "rebased"]) assert(table.includes(`| ${m} |`), table);
+      const first = await capture(() => main(["demo", "--budget", "0.05", "--out", dir]));
+      assertEquals(first.code, 0, first.err);
+      const runs = demoRuns();
+      assertEquals(runs.length, 18);
+      assertEquals(new Set(runs.map((r) => r.lr)).size, 2);
+      assertEquals(new Set(runs.map((r) => r.seed)).size, 3);
       const { results } = await readResults(`${dir}/results.jsonl`);
-      assertEquals(results.map((r) => r.config.mixer), ["conv_attention", "based", "rebased"]);
+      assertEquals(results.map((r) => r.config.mixer), runs.map((r) => r.mixer));
       assert(results.every((r) => r.steps >= 1 && r.stopReason?.startsWith("time budget")));
+      const md = await Deno.readTextFile(`${dir}/demo.md`);
+      for (const m of ["conv_attention", "based", "rebased"]) assert(md.includes(`| ${m} |`), md);
+      assert(md.includes("mean ± std"), md);
+      assert(first.out.includes("seeds passing 0.99"), first.out);
+      const svg = await Deno.readTextFile(`${dir}/curves.svg`);
+      checkXml(svg);
+      assert(svg.includes("seed 3"), "one line per seed");
+      assert((await Deno.readTextFile(`${dir}/index.html`)).includes("<svg"));
+      // Rerun: every run is already there, nothing trains again.
+      const second = await capture(() => main(["demo", "--budget", "0.05", "--out", dir]));
+      assertEquals(second.code, 0, second.err);
+      assert(second.out.includes("18 of 18 runs already done"), second.out);
+      assertEquals((await readResults(`${dir}/results.jsonl`)).results.length, 18);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
