@@ -58,7 +58,7 @@ Sweep config (JSON object; unknown fields are errors):
   maxSteps         optional: N or null
   powerA, randomNonQueries, weightDecay   optional (paper: 0.01, false, 0.1)
   name, description                       optional text
-Presets: configs/sweeps/{paper-figure1,paper-table1-ablation,cpu-smoke,cpu-tiny,cpu-all-mixers}.json`;
+Presets: configs/sweeps/{paper-figure1,paper-table1-ablation,cpu-table1,cpu-smoke,cpu-tiny,cpu-all-mixers}.json`;
 
 /** Validates the config file, including every run against the trainer's own config checks. */
 export async function loadGrid(path: string): Promise<{ config: SweepConfig; runs: PlannedRun[] }> {
