@@ -8,6 +8,8 @@
 //   mul:            out = a·b
 //   mul_backward:   da = dy·b, db = dy·a             (each optional, each overwrite or ACCUMULATE_A / ACCUMULATE_B)
 //   copy:           dst[dstOffset + i] = src[srcOffset + i]
+//   copy_columns:   dst[r·dstStride + dstOffset + c] = src[r·srcStride + srcOffset + c] for c < cols (a column block
+//                   of one matrix into another; the strides ride in rowsPerBlock (src) and blocks (dst))
 //   colsum_partial: partial[block, n] = Σ_{m in block} x[m, n]       (rows in ascending order)
 //   colsum_reduce:  out[n] (+)= Σ_block partial[block, n]           (blocks in ascending order)
 
@@ -146,6 +148,20 @@ fn copy(
   let i = element(wid, nwg, li);
   if (i < p.n) {
     out2[p.dstOffset + i] = in1[p.srcOffset + i];
+  }
+}
+
+@compute @workgroup_size(WG)
+fn copy_columns(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let i = element(wid, nwg, li);
+  if (i < p.n) {
+    let r = i / p.cols;
+    let c = i % p.cols;
+    out2[r * p.blocks + p.dstOffset + c] = in1[r * p.rowsPerBlock + p.srcOffset + c];
   }
 }
 

@@ -168,8 +168,15 @@ export function analyticBuffers(cfg: ModelConfig, options: AnalyticBytesOptions)
     }
   }
   const act = (name: string, elements: number) => add(name, "activations", elements);
-  for (let i = 0; i < 5; i++) act(`r${i}`, rows * d);
+  const mamba = architecture(cfg.mixer).block === "mamba";
+  // The residual stream after each update: twice per transformer block, once per Mamba block.
+  for (let i = 0; i < (mamba ? 3 : 5); i++) act(`r${i}`, rows * d);
   for (let i = 0; i < 2; i++) {
+    if (mamba) {
+      act(`layers.${i}.norm.out`, rows * d);
+      act(`layers.${i}.norm.rstd`, rows);
+      continue;
+    }
     for (const n of ["norm1", "norm2"]) {
       act(`layers.${i}.${n}.out`, rows * d);
       act(`layers.${i}.${n}.mean`, rows);

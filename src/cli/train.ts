@@ -38,7 +38,7 @@ export async function runConfigFromFlags(
   for (const { flag, field, spec } of runFlagFields()) {
     const value = values[flag];
     if (value === undefined) continue;
-    if (spec.type === "boolean" || spec.type === "mixer") fromFlags[field] = value;
+    if (spec.type === "boolean" || spec.type === "mixer" || spec.type === "choice") fromFlags[field] = value;
     else {
       fromFlags[field] = numberFlag(flag, value as string, {
         integer: spec.type === "int",
@@ -65,6 +65,7 @@ ${mixerHelp("                            ")}
   --train-examples N --test-examples N --batch-size N --micro-batch-size N (gradient accumulation)
   --epochs N --lr X --weight-decay X --seed N (init, order, dropout) --data-seed N (the data) --max-steps N
   --early-stop X          stop when test accuracy exceeds X (default 0.99; 1 disables early stopping)
+  --mamba-init reference|original  mamba: the reference code's dt_proj init (default) or Mamba's own
   --wkv-bf16              rwkv, conv_rwkv: round the wkv output and its gradients to bfloat16 as the reference code
                           does (default: float32, like every other mixer)
   --out FILE              result record path (default results/runs/<run id>.json)

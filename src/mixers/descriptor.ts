@@ -14,7 +14,9 @@ export type InitDescriptor =
   | { kind: "zeros" }
   | { kind: "ones" }
   /** Given values (constructor formulas such as RWKV's time_decay); the length must match the shape. */
-  | { kind: "values"; values: readonly number[] };
+  | { kind: "values"; values: readonly number[] }
+  /** Mamba's dt bias: softplus⁻¹(dt) with dt = exp(U(ln low, ln high)), at least `floor`. */
+  | { kind: "inverseSoftplusLogUniform"; low: number; high: number; floor: number };
 
 /** Name, shape and the module it belongs to (a row of the parameter breakdown). */
 export interface ParamShape {

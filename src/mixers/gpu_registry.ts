@@ -7,6 +7,7 @@ import { buildBaseConv } from "./base_conv_gpu.ts";
 import { buildMha } from "./mha_gpu.ts";
 import { buildLinearAttention } from "./linear_attention_gpu.ts";
 import { buildRwkvTimeMix } from "./rwkv_gpu.ts";
+import { buildMamba } from "./mamba_gpu.ts";
 import type { LayerDescriptor } from "./descriptor.ts";
 import type { MixerBuilder } from "./types.ts";
 
@@ -15,6 +16,7 @@ export const GPU_BUILDERS: Readonly<Record<string, MixerBuilder>> = {
   mha: buildMha,
   linear_attention: buildLinearAttention,
   rwkv_time_mix: buildRwkvTimeMix,
+  mamba: buildMamba,
 };
 
 export function gpuBuilder(layer: LayerDescriptor): MixerBuilder {

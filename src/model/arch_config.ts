@@ -21,6 +21,11 @@ export interface ArchConfig {
    * (its RWKV_FLOAT_MODE=bf16). Default false: float32 throughout, like every other mixer.
    */
   wkvBf16?: boolean;
+  /**
+   * Mamba only: "reference" (default; the reference code's _init_weights overwrites dt_proj's init: N(0, 0.02) weight,
+   * zero bias) or "original" (Mamba's own: U(±dt_rank^-0.5) weight, bias softplus⁻¹ of a log-uniform dt in [1e-3, 0.1]).
+   */
+  mambaInit?: "reference" | "original";
 }
 
 export const MODEL_DEFAULTS = { vocabSize: 8192, numHeads: 12, featureDim: 16, attnHeads: 1 } as const;

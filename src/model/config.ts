@@ -100,6 +100,12 @@ export function validateArchConfig(cfg: BaseArchConfig): asserts cfg is ArchConf
   if (cfg.wkvBf16 !== undefined && typeof cfg.wkvBf16 !== "boolean") {
     throw new ModelConfigError(`wkvBf16: ${JSON.stringify(cfg.wkvBf16)} must be true or false`, "wkvBf16");
   }
+  if (cfg.mambaInit !== undefined && cfg.mambaInit !== "reference" && cfg.mambaInit !== "original") {
+    throw new ModelConfigError(
+      `mambaInit: ${JSON.stringify(cfg.mambaInit)} must be "reference" or "original"`,
+      "mambaInit",
+    );
+  }
   // Each layer's own shape constraints (e.g. a d its head layout cannot split).
   for (const layer of new Set(arch.layers)) layer.validate?.(cfg);
   // Every element count must stay an exact integer in a float64 and fit one WebGPU-sized Float32Array.

@@ -27,7 +27,8 @@ import { gpuBuilder } from "../mixers/gpu_registry.ts";
 import { selectMatmulVariant } from "../ops/matmul.ts";
 import type { MixerGraph } from "../mixers/types.ts";
 import type { ModelConfig } from "./config.ts";
-import type { ParamStore } from "./parameters.ts";
+import type { ParamSlot, ParamStore } from "./parameters.ts";
+import { createRmsNorm, createRmsNormBackward } from "../ops/mamba.ts";
 import { mixerPrefix, POSITION_EMBEDDINGS, WORD_EMBEDDINGS } from "./param_spec.ts";
 
 export const EMBED_DROPOUT = 0.1;
@@ -89,8 +90,11 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
 
   const forward: Dispatch[] = [];
   const backward: Dispatch[] = [];
-  // Forward buffers: the residual stream after each update, and LayerNorm outputs with their row statistics.
-  const r = [0, 1, 2, 3, 4].map((i) => wide(`r${i}`));
+  const arch = architecture(cfg.mixer);
+  const mamba = arch.block === "mamba";
+  // Forward buffers: the residual stream after each update (transformer blocks update it twice per layer, Mamba blocks
+  // once), and the norms' outputs with their row statistics.
+  const r = Array.from({ length: mamba ? 3 : 5 }, (_, i) => wide(`r${i}`));
   forward.push(createEmbeddingForward(gpu, "embed", {
     ids,
     wordEmb: word.param,
@@ -102,7 +106,8 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
     vocab: V,
   }));
   let embedDropout: DropoutForward | null = null;
-  if (training) {
+  // Mamba blocks have no embedding dropout (spec §2.3).
+  if (training && !mamba) {
     embedDropout = createDropoutForward(gpu, "embed.dropout", { x: r[0], y: r[0], p: EMBED_DROPOUT, stream: 0 });
     forward.push(embedDropout);
   }
@@ -161,14 +166,8 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
   const gB = training ? wide("grad.b") : r[0];
   const dMixerIn = training ? wide("grad.mixer_in") : r[0];
   const mixerOut = wide("mixer_out");
-  const arch = architecture(cfg.mixer);
-  if (arch.block !== "transformer") throw new Error(`${cfg.mixer}: the ${arch.block} block has no GPU graph yet`);
   const variants: Record<string, string> = { matmul: selectMatmulVariant(gpu) };
-  const blocks: { norm1: Norm; norm2: Norm; mixer: MixerGraph }[] = [];
-  for (let i = 0; i < 2; i++) {
-    const prefix = `backbone.layers.${i}`;
-    const rIn = r[2 * i], rMid = r[2 * i + 1], rOut = r[2 * i + 2];
-    const norm1 = norm(`layers.${i}.norm1`, `${prefix}.norm1`, rIn, wide(`layers.${i}.norm1.out`));
+  const buildMixer = (i: number, input: Tensor): MixerGraph => {
     const paramPrefix = mixerPrefix(cfg, i);
     const layer = arch.layers[i];
     const mixer = gpuBuilder(layer)({
@@ -180,7 +179,7 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       rows,
       label: `layers.${i}.mixer`,
       param: (name) => params.get(paramPrefix + name),
-      input: norm1.y,
+      input,
       output: mixerOut,
       dOutput: gB,
       dInput: dMixerIn,
@@ -188,6 +187,38 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       activation: (name, shape) => activation(`layers.${i}.mixer.${name}`, shape),
     });
     for (const [op, variant] of Object.entries(mixer.variants ?? {})) variants[`layers.${i}.mixer.${op}`] = variant;
+    return mixer;
+  };
+  const blocks: { norm1: Norm; norm2: Norm; mixer: MixerGraph }[] = [];
+  const mambaBlocks: { rms: { x: Tensor; y: Tensor; rstd: Tensor; weight: ParamSlot }; mixer: MixerGraph }[] = [];
+  for (let i = 0; i < 2; i++) {
+    const prefix = `backbone.layers.${i}`;
+    if (mamba) {
+      // MambaBlock: r_{i+1} = r_i + Mixer(RMSNorm(r_i)).
+      const rms = {
+        x: r[i],
+        y: wide(`layers.${i}.norm.out`),
+        rstd: activation(`layers.${i}.norm.rstd`, [rows]),
+        weight: params.get(`${prefix}.norm.weight`),
+      };
+      forward.push(createRmsNorm(gpu, `layers.${i}.norm`, {
+        rows,
+        width: d,
+        eps: LN_EPS,
+        x: rms.x,
+        weight: rms.weight.param,
+        y: rms.y,
+        rstd: rms.rstd,
+      }));
+      const mixer = buildMixer(i, rms.y);
+      forward.push(...mixer.forward);
+      forward.push(createAdd(gpu, `layers.${i}.residual`, { a: r[i], b: mixerOut, out: r[i + 1] }));
+      mambaBlocks.push({ rms, mixer });
+      continue;
+    }
+    const rIn = r[2 * i], rMid = r[2 * i + 1], rOut = r[2 * i + 2];
+    const norm1 = norm(`layers.${i}.norm1`, `${prefix}.norm1`, rIn, wide(`layers.${i}.norm1.out`));
+    const mixer = buildMixer(i, norm1.y);
     forward.push(...mixer.forward);
     forward.push(createAdd(gpu, `layers.${i}.residual1`, { a: rIn, b: mixerOut, out: rMid }));
     const norm2 = norm(`layers.${i}.norm2`, `${prefix}.norm2`, rMid, wide(`layers.${i}.norm2.out`));
@@ -195,7 +226,7 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
     blocks.push({ norm1, norm2, mixer });
   }
   const out = wide("ln_f.out");
-  const lnF = norm("ln_f", "backbone.ln_f", r[4], out);
+  const lnF = norm("ln_f", "backbone.ln_f", r[r.length - 1], out);
   const xent = createLmHeadXent(gpu, "lm_head", {
     hidden: out,
     emb: word.param,
@@ -212,8 +243,25 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
 
   if (training) {
     backward.push(...xent.backward); // gA = d out
-    backward.push(normBackward(lnF, gA, gB, false)); // gB = d r4
-    for (let i = 1; i >= 0; i--) {
+    backward.push(normBackward(lnF, gA, gB, false)); // gB = d of the last residual
+    for (let i = 1; i >= 0 && mamba; i--) {
+      const { rms, mixer } = mambaBlocks[i];
+      // r_{i+1} = r_i + Mixer(RMSNorm(r_i)): d r_i = d r_{i+1} + RMSNorm'(Mixer'(d r_{i+1})).
+      backward.push(...mixer.backward); // reads gB, writes dMixerIn
+      backward.push(createRmsNormBackward(gpu, `layers.${i}.norm.bwd`, {
+        rows,
+        width: d,
+        eps: LN_EPS,
+        x: rms.x,
+        weight: rms.weight.param,
+        rstd: rms.rstd,
+        dy: dMixerIn,
+        dx: gB,
+        dweight: rms.weight.grad,
+        accumulate: true,
+      }));
+    }
+    for (let i = 1; i >= 0 && !mamba; i--) {
       const { norm1, norm2, mixer } = blocks[i];
       // r_out = r_mid + LN2(r_mid): d r_mid = d r_out + LN2'(d r_out)
       backward.push(createCopy(gpu, `layers.${i}.residual2.bwd`, { src: gB, dst: gA }));
@@ -223,7 +271,9 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       backward.push(...mixer.backward); // reads gB, writes dMixerIn
       backward.push(normBackward(norm1, dMixerIn, gB, true)); // gB = d r_in
     }
-    backward.push(createDropoutBackward(gpu, "embed.dropout.bwd", { forward: embedDropout!, dy: gB, dx: gB }));
+    if (embedDropout) {
+      backward.push(createDropoutBackward(gpu, "embed.dropout.bwd", { forward: embedDropout, dy: gB, dx: gB }));
+    }
     backward.push(createEmbeddingBackward(gpu, "embed.bwd", {
       dOut: gB,
       index: embIndex!,

@@ -37,6 +37,14 @@ export function fillInit(out: Float32Array, init: InitDescriptor, rng: Rng): voi
       for (let i = 0; i < out.length; i++) out[i] = init.low + span * rng.uniform();
       return;
     }
+    case "inverseSoftplusLogUniform": {
+      const [lo, hi] = [Math.log(init.low), Math.log(init.high)];
+      for (let i = 0; i < out.length; i++) {
+        const dt = Math.max(init.floor, Math.exp(lo + (hi - lo) * rng.uniform()));
+        out[i] = dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(dt) = log(exp(dt) − 1)
+      }
+      return;
+    }
     case "values":
       if (init.values.length !== out.length) {
         throw new Error(`fillInit: ${init.values.length} values for ${out.length} elements`);

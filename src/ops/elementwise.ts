@@ -174,6 +174,45 @@ export function createCopy(
   return flatDispatch(gpu, label, "copy", {}, [u, args.src, args.dst], n);
 }
 
+/**
+ * Copies a block of `cols` columns of `rows` rows between row-major matrices of other widths:
+ * dst[r·dstStride + dstOffset + c] = src[r·srcStride + srcOffset + c]. The rest of dst is left as it is.
+ */
+export function createCopyColumns(
+  gpu: Gpu,
+  label: string,
+  args: {
+    src: Tensor;
+    dst: Tensor;
+    rows: number;
+    cols: number;
+    srcStride: number;
+    srcOffset?: number;
+    dstStride: number;
+    dstOffset?: number;
+  },
+): Dispatch {
+  const { rows, cols } = args, srcOffset = args.srcOffset ?? 0, dstOffset = args.dstOffset ?? 0;
+  const n = rows * cols;
+  checkCount(label, n);
+  if (srcOffset + cols > args.srcStride || dstOffset + cols > args.dstStride) {
+    throw new Error(`${label}: ${cols} columns at offsets ${srcOffset}/${dstOffset} pass the row strides`);
+  }
+  need(label, args.src, (rows - 1) * args.srcStride + srcOffset + cols, "src");
+  need(label, args.dst, (rows - 1) * args.dstStride + dstOffset + cols, "dst");
+  distinct(label, args.src, args.dst);
+  const u = params(gpu, label, {
+    n,
+    srcOffset,
+    dstOffset,
+    rows,
+    cols,
+    rowsPerBlock: args.srcStride,
+    blocks: args.dstStride,
+  });
+  return flatDispatch(gpu, label, "copy_columns", {}, [u, args.src, args.dst], n);
+}
+
 export interface ColumnSumArgs {
   /** [rows, cols] row-major. */
   input: Tensor;

@@ -24,6 +24,7 @@
  * The GPU model must pass exactly these seeds (and stream) to its dropout and attention ops to reproduce the masks.
  */
 import { lmHeadXentBackwardRef, lmHeadXentForwardRef } from "./cross_entropy.ts";
+import { rmsNormBackwardRef, rmsNormForwardRef } from "./mamba.ts";
 import { dropoutBackwardRef, dropoutRef } from "./dropout.ts";
 import { embeddingBackwardRef, embeddingForwardRef } from "./embedding.ts";
 import { layerNormBackwardRef, layerNormForwardRef, type LayerNormRefOptions } from "./layernorm.ts";
@@ -83,8 +84,8 @@ export interface ModelCache {
   batchSize: number;
   /** Named [B·L, d] activations (keys listed in the module comment). */
   activations: Record<string, Float64Array>;
-  /** Per layer, the backward of its mixer, norm1 and norm2: d(output) → d(input) and parameter gradients. */
-  layers: { mixer: Backward; norm1: Backward; norm2: Backward }[];
+  /** Per block, its backward: d(stream after the block) → d(stream before it) and parameter gradients. */
+  layers: Backward[];
   lnF: Backward;
   embedDropout: { p: number; seed: number; stream: number } | null;
 }
@@ -144,6 +145,19 @@ function layerNormLayer(
   };
 }
 
+/** RMSNorm (weight only, eps 1e-5) of the Mamba block. */
+function rmsNormLayer(x: Float64Array, weightName: string, p: ParamReader, rows: number, width: number): MixerForward {
+  const weight = p.get(weightName), shape = { rows, width, eps: LAYER_NORM_EPS };
+  const { y } = rmsNormForwardRef(x, weight, shape);
+  return {
+    y,
+    backward: (dy) => {
+      const g = rmsNormBackwardRef(x, weight, dy, shape);
+      return { du: g.dx, grads: new Map([[weightName, g.dweight]]) };
+    },
+  };
+}
+
 function add(a: Float64Array, b: Float64Array): Float64Array {
   return Float64Array.from(a, (v, i) => v + b[i]);
 }
@@ -190,48 +204,72 @@ export function modelForward(
   const layers: ModelCache["layers"] = [];
   const x = embeddingForwardRef(batch.inputs, p.get(WORD_EMBEDDINGS), p.get(POSITION_EMBEDDINGS), L, d, V);
   activations["embeddings"] = x;
-  const embedP = options.embedDropout ?? EMBED_DROPOUT;
+  // Mamba blocks have no embedding dropout (spec §2.3).
+  const embedP = arch.block === "mamba" ? 0 : options.embedDropout ?? EMBED_DROPOUT;
   const embedDropout = options.training && embedP > 0
     ? { p: embedP, seed: seeds!.embedding, stream: seeds!.embeddingStream ?? 0 }
     : null;
   let r = embedDropout ? dropoutRef(x, embedDropout.p, embedDropout.seed, embedDropout.stream) : x;
-  let h: Float64Array | undefined;
 
   for (let layer = 0; layer < N_LAYERS; layer++) {
     const block = `backbone.layers.${layer}.`;
-    if (h) r = add(r, h); // Drop_1 has p = 0
     activations[`layers.${layer}.input`] = r;
-    const n1 = layerNormLayer(r, `${block}norm1.weight`, `${block}norm1.bias`, p, rows, d);
-    activations[`layers.${layer}.norm1`] = n1.y;
     const prefix = mixerPrefix(cfg, layer);
     const attnP = options.attentionDropout ?? ATTENTION_DROPOUT;
     const dropout = options.training && attnP > 0 ? { p: attnP, seed: seeds!.attention[layer] } : undefined;
-    const mixer = arch.layers[layer].reference({
-      cfg,
-      batch: B,
-      layer,
-      name: (relative) => prefix + relative,
-      param: (relative) => p.get(prefix + relative),
-      training: options.training,
-      get dropout() {
-        if (dropout && !Number.isInteger(dropout.seed)) {
-          throw new Error(`model reference: dropoutSeeds.attention[${layer}] is missing`);
-        }
-        return dropout;
-      },
-    }, n1.y);
-    activations[`layers.${layer}.mixer`] = mixer.y;
-    for (const [name, value] of Object.entries(mixer.activations ?? {})) {
-      activations[`layers.${layer}.mixer.${name}`] = value;
+    const runMixer = (u: Float64Array) => {
+      const mixer = arch.layers[layer].reference({
+        cfg,
+        batch: B,
+        layer,
+        name: (relative) => prefix + relative,
+        param: (relative) => p.get(prefix + relative),
+        training: options.training,
+        get dropout() {
+          if (dropout && !Number.isInteger(dropout.seed)) {
+            throw new Error(`model reference: dropoutSeeds.attention[${layer}] is missing`);
+          }
+          return dropout;
+        },
+      }, u);
+      activations[`layers.${layer}.mixer`] = mixer.y;
+      for (const [name, value] of Object.entries(mixer.activations ?? {})) {
+        activations[`layers.${layer}.mixer.${name}`] = value;
+      }
+      return mixer;
+    };
+    if (arch.block === "mamba") {
+      // MambaBlock (spec §2.3): r ← r + Mixer(RMSNorm(r)); no LN2.
+      const n = rmsNormLayer(r, `${block}norm.weight`, p, rows, d);
+      activations[`layers.${layer}.norm`] = n.y;
+      const mixer = runMixer(n.y);
+      r = add(r, mixer.y);
+      layers.push((dOut) => {
+        const m = mixer.backward(dOut);
+        const nb = n.backward(m.du);
+        return { du: add(dOut, nb.du), grads: new Map([...m.grads, ...nb.grads]) };
+      });
+      continue;
     }
+    // TransformerBlock, pre-norm, Identity state mixer: r ← r + Mixer(LN1(r)); r ← r + LN2(r).
+    const n1 = layerNormLayer(r, `${block}norm1.weight`, `${block}norm1.bias`, p, rows, d);
+    activations[`layers.${layer}.norm1`] = n1.y;
+    const mixer = runMixer(n1.y);
     r = add(r, mixer.y);
     activations[`layers.${layer}.residual`] = r;
     const n2 = layerNormLayer(r, `${block}norm2.weight`, `${block}norm2.bias`, p, rows, d);
-    h = n2.y;
-    activations[`layers.${layer}.norm2`] = h;
-    layers.push({ mixer: mixer.backward, norm1: n1.backward, norm2: n2.backward });
+    activations[`layers.${layer}.norm2`] = n2.y;
+    r = add(r, n2.y);
+    layers.push((dOut) => {
+      // The stream after this block is residual + LN2(residual): both paths reach residual.
+      const b2 = n2.backward(dOut);
+      const dResidual = add(dOut, b2.du);
+      // residual = input + Mixer(LN1(input)).
+      const m = mixer.backward(dResidual);
+      const b1 = n1.backward(m.du);
+      return { du: add(dResidual, b1.du), grads: new Map([...b2.grads, ...m.grads, ...b1.grads]) };
+    });
   }
-  r = add(r, h!);
   activations["final_residual"] = r;
   const lnF = layerNormLayer(r, "backbone.ln_f.weight", "backbone.ln_f.bias", p, rows, d);
   activations["ln_f"] = lnF.y;
@@ -272,20 +310,11 @@ export function modelBackward(cache: ModelCache): Map<string, Float64Array> {
   addInto(grads.get(WORD_EMBEDDINGS)!, head.dEmb);
   const lnF = cache.lnF(head.dh);
   accumulate(lnF.grads);
-  // d(final_residual) = dr; final_residual = residual_1 + LN2_1(residual_1).
   let dr = lnF.du;
   for (let layer = N_LAYERS - 1; layer >= 0; layer--) {
-    const { mixer, norm1, norm2 } = layers[layer];
-    // The stream after this block is residual + LN2(residual): both paths reach residual.
-    const n2 = norm2(dr);
-    accumulate(n2.grads);
-    const dResidual = add(dr, n2.du);
-    // residual = input + Mixer(LN1(input)).
-    const m = mixer(dResidual);
-    accumulate(m.grads);
-    const n1 = norm1(m.du);
-    accumulate(n1.grads);
-    dr = add(dResidual, n1.du);
+    const g = layers[layer](dr);
+    accumulate(g.grads);
+    dr = g.du;
   }
   const dx = embedDropout ? dropoutBackwardRef(dr, embedDropout.p, embedDropout.seed, embedDropout.stream) : dr;
   const emb = embeddingBackwardRef(batch.inputs, dx, L, d, V);

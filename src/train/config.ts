@@ -131,6 +131,7 @@ export function modelConfigOf(cfg: RunConfig): ModelConfig {
     seqLen: cfg.seqLen,
     vocabSize: cfg.vocabSize,
     wkvBf16: cfg.wkvBf16,
+    mambaInit: cfg.mambaInit,
   });
 }
 

@@ -31,6 +31,8 @@ export interface RunConfig {
    * decay): the paper's §5.5 analysis setup. Only for architectures whose layer 0 has that form (BaseConv).
    */
   fixPrevTokenConv?: boolean;
+  /** Mamba only, absent = "reference": its dt_proj init (see ArchConfig.mambaInit). */
+  mambaInit?: "reference" | "original";
   /** RWKV only, absent = false: round the wkv output and its gradients to bfloat16 as the reference code does. */
   wkvBf16?: boolean;
 }

@@ -10,7 +10,9 @@ import type { RunConfig } from "./result.ts";
 const U32 = 0xffffffff;
 
 export interface FieldSpec {
-  type: "mixer" | "int" | "number" | "boolean";
+  type: "mixer" | "int" | "number" | "boolean" | "choice";
+  /** The allowed values of a "choice" field. */
+  choices?: readonly string[];
   min?: number;
   /** min is exclusive (> min). */
   exclusiveMin?: boolean;
@@ -57,6 +59,13 @@ export const RUN_FIELDS = {
     flag: "fix-prev-token-conv",
     what: "fix layer 0's short conv to copy the previous token and freeze it (the paper's §5.5 setup)",
   },
+  mambaInit: {
+    type: "choice",
+    choices: ["reference", "original"],
+    optional: true,
+    flag: "mamba-init",
+    what: "Mamba's dt_proj init: the reference code's (default) or Mamba's own",
+  },
   wkvBf16: {
     type: "boolean",
     optional: true,
@@ -100,6 +109,7 @@ export function expectedText(name: RunFieldName): string {
   const f: FieldSpec = RUN_FIELDS[name];
   if (f.type === "mixer") return `expected one of ${MIXERS.join(", ")}`;
   if (f.type === "boolean") return `expected true or false (${f.what})`;
+  if (f.type === "choice") return `expected one of ${f.choices!.join(", ")} (${f.what})`;
   const range = f.min !== undefined && f.max !== undefined && !f.exclusiveMin ? `in [${f.min}, ${f.max}]` : [
     f.min !== undefined ? `${f.exclusiveMin ? ">" : ">="} ${f.min}` : "",
     f.max !== undefined ? `<= ${f.max}` : "",
@@ -114,6 +124,7 @@ export function runFieldSchema<N extends RunFieldName>(name: N): z.ZodType<Exclu
   let s: z.ZodType;
   if (f.type === "mixer") s = z.enum(MIXERS as [string, ...string[]], { error });
   else if (f.type === "boolean") s = z.boolean({ error });
+  else if (f.type === "choice") s = z.enum(f.choices as [string, ...string[]], { error });
   else {
     let n = z.number({ error }).finite({ error });
     if (f.type === "int") n = n.int({ error }).max(Number.MAX_SAFE_INTEGER, { error });
@@ -139,7 +150,11 @@ export function runConfigInputSchema() {
 export function runConfigRecordSchema() {
   const shape = Object.fromEntries((Object.keys(RUN_FIELDS) as RunFieldName[]).map((name) => {
     const f: FieldSpec = RUN_FIELDS[name];
-    const base = f.type === "mixer" ? z.string() : f.type === "boolean" ? z.boolean() : z.number();
+    const base = f.type === "mixer" || f.type === "choice"
+      ? z.string()
+      : f.type === "boolean"
+      ? z.boolean()
+      : z.number();
     const typed = f.nullable ? base.nullable() : base;
     return [name, f.optional ? typed.optional() : typed];
   }));

@@ -20,7 +20,7 @@ Deno.test("registry: names are unique, MIXERS are the trainable ones in registry
 
 Deno.test("registry: every layer of every trainable architecture has a GPU builder, a reference and a cost model", () => {
   for (const arch of ARCHITECTURES.filter((a) => a.trainable)) {
-    assertEquals(arch.block, "transformer", `${arch.name}: the GPU graph builds transformer blocks only`);
+    assert(["transformer", "mamba"].includes(arch.block), `${arch.name}: the GPU graph has no ${arch.block} block`);
     for (const layer of arch.layers) {
       assert(GPU_BUILDERS[layer.kind], `${arch.name}: no GPU builder for layer kind ${layer.kind}`);
       for (const part of ["reference", "flops", "activations"] as const) {
@@ -50,7 +50,7 @@ Deno.test("registry: labels, help texts and breakdown rows come from the descrip
     assert(modules.has(`layers.1.mixer (${arch.layers[1].label})`), `${arch.name}: ${[...modules]}`);
     if (arch.paperLabel) assertEquals(mixerLabel(arch.name), `${arch.name} (${arch.paperLabel})`);
   }
-  assert(!mixerHelp("").includes("mamba"), "trainable only by default");
+  assertEquals(mixerHelp(""), mixerHelp("", true), "every architecture trains");
   assertEquals(mixerLabel("rebased_gamma"), "rebased_gamma ((γ·x)²)");
 });
 
@@ -83,6 +83,11 @@ Deno.test("registry: RWKV's constructor inits are the spec's formulas, per layer
     f(f(Math.log(0.3)) + 0.5),
     f(f(Math.log(0.3)) - 0.5),
   ]);
+  // Mamba's A_log = log(1..16) in every row (it survives the reference's _init_weights), D = 1.
+  const mcfg = makeArchConfig({ mixer: "mamba", dModel: 16, seqLen: 16 }) as Parameters<typeof paramSpec>[0];
+  const aLog = paramSpec(mcfg).find((p) => p.name === "backbone.layers.0.mixer.A_log")!.init;
+  assert(aLog.kind === "values");
+  assertEquals(aLog.values.slice(14, 18), [Math.log(15), Math.log(16), Math.log(1), Math.log(2)]);
   // key/value/receptance/output are re-initialised N(0, 0.02) by the reference's _init_weights (output is not rescaled).
   assertEquals(spec.get("backbone.layers.1.sequence_mixer.mixer.output.weight"), {
     kind: "normal",

@@ -63,6 +63,26 @@ const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
   rebased_gamma_beta: layout(BASECONV, [...PROJ, ...extra(["ln_q.gamma", "ln_q.beta", "ln_k.gamma", "ln_k.beta"])]),
   rwkv: layout(rwkv(L0), rwkv(L1)),
   conv_rwkv: layout(BASECONV, rwkv(L1)),
+  // MambaBlock: mixer directly under the block, then the RMSNorm; d_inner 128, dt_rank 4, d_state 16.
+  mamba: [
+    ...COMMON_HEAD,
+    ...[0, 1].flatMap((layer) => {
+      const m = `backbone.layers.${layer}.mixer.`;
+      return [
+        [`${m}in_proj.weight`, [256, 64]],
+        [`${m}conv1d.weight`, [128, 1, 4]],
+        [`${m}conv1d.bias`, [128]],
+        [`${m}x_proj.weight`, [36, 128]],
+        [`${m}dt_proj.weight`, [128, 4]],
+        [`${m}dt_proj.bias`, [128]],
+        [`${m}A_log`, [128, 16]],
+        [`${m}D`, [128]],
+        [`${m}out_proj.weight`, [64, 128]],
+        [`backbone.layers.${layer}.norm.weight`, [64]],
+      ];
+    }),
+    ...LN_F,
+  ].map(([n, sh]) => [n as string, [...sh as readonly number[]]]),
 };
 
 const cfg64 = (mixer: ModelConfig["mixer"]) => makeModelConfig({ mixer, dModel: 64, seqLen: 64 });
@@ -83,10 +103,12 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
     for (const p of paramSpec(cfg64(mixer))) {
       const leaf = p.name.split(".").slice(-2).join(".");
       let expected: InitDescriptor;
-      // RWKV's constructor formulas: tests/mixers/registry_test.ts checks the values.
-      if (/time_(decay|first|mix_[kvr])$/.test(p.name)) continue;
+      // RWKV's constructor formulas and Mamba's A_log = log(1..16): checked in tests/mixers/registry_test.ts.
+      if (/time_(decay|first|mix_[kvr])$|A_log$/.test(p.name)) continue;
       if (p.name.includes("out_proj.weight")) expected = { kind: "normal", mean: 0, std: 0.01 };
       else if (p.name.includes("conv.conv.")) expected = { kind: "uniform", low: -bound, high: bound };
+      else if (p.name.includes("conv1d.")) expected = { kind: "uniform", low: -0.5, high: 0.5 }; // fan_in 4
+      else if (/mixer\.D$/.test(p.name)) expected = { kind: "ones" };
       else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
       else if (/\.bias$|\.beta$/.test(p.name)) expected = { kind: "zeros" };
       else expected = { kind: "normal", mean: 0, std: 0.02 }; // Linear weights and both embeddings
@@ -97,16 +119,24 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
   assert(outProj.init.kind === "normal" && Math.abs(outProj.init.std - 0.02 / Math.sqrt(4)) < 1e-15);
 });
 
-Deno.test("param spec: count-only architectures have shapes but no trainable spec", () => {
-  for (const mixer of ["mamba"] as const) {
+Deno.test("param spec: every architecture of Table 4 now trains (a trainable spec with inits)", () => {
+  for (const mixer of ["rwkv", "conv_rwkv", "mamba"] as const) {
     const cfg = makeArchConfig({ mixer, dModel: 64, seqLen: 64 });
-    assert(paramShapes(cfg).length > 0);
-    assertThrows(() => paramSpec(cfg as unknown as ModelConfig), /can only be counted.*trainable mixers: attention/);
+    assertEquals(paramSpec(cfg as ModelConfig).map((p) => p.name), paramShapes(cfg).map((p) => p.name));
   }
   const rwkv = paramShapes(makeArchConfig({ mixer: "rwkv", dModel: 64, seqLen: 64 })).map((p) => p.name);
   assert(rwkv.includes(`${L1}time_mix_r`) && rwkv.includes(`${L0}output.weight`));
   const mamba = paramShapes(makeArchConfig({ mixer: "mamba", dModel: 64, seqLen: 64 })).map((p) => p.name);
   assert(mamba.includes("backbone.layers.1.norm.weight") && mamba.includes("backbone.layers.0.mixer.A_log"));
+  // Mamba's own dt init on request: U(±R^-0.5) weight, a softplus⁻¹ bias of a log-uniform dt.
+  const original = paramSpec(makeModelConfig({ mixer: "mamba", dModel: 64, seqLen: 64, mambaInit: "original" }));
+  const dt = (n: string) => original.find((p) => p.name === `backbone.layers.0.mixer.dt_proj.${n}`)!.init;
+  assertEquals(dt("weight"), { kind: "uniform", low: -0.5, high: 0.5 });
+  assertEquals(dt("bias"), { kind: "inverseSoftplusLogUniform", low: 1e-3, high: 0.1, floor: 1e-4 });
+  const bias = initParams(makeModelConfig({ mixer: "mamba", dModel: 64, seqLen: 64, mambaInit: "original" }), 1)
+    .get("backbone.layers.0.mixer.dt_proj.bias")!;
+  const softplus = (v: number) => Math.log1p(Math.exp(v));
+  assert(bias.every((b) => softplus(b) >= 1e-4 * 0.999 && softplus(b) <= 0.1 * 1.001), "dt in [1e-3, 0.1]");
 });
 
 Deno.test("model config: defaults and validation errors name the field, the value and what is allowed", () => {
@@ -133,7 +163,8 @@ Deno.test("model config: defaults and validation errors name the field, the valu
   bad({ dModel: 11 }, /dModel: 11 is too small for rebased.*floor\(11\/12\).*>= 12/);
   bad({ mixer: "based", dModel: 8 }, /dModel: 8 is too small for based/);
   bad({ mixer: "attention", dModel: 10, attnHeads: 4 }, /attnHeads: 4 must divide dModel = 10 for attention/);
-  bad({ mixer: "mamba" }, /"mamba" can only be counted/);
+  bad({ mixer: "mamba", mambaInit: "fancy" }, /mambaInit: "fancy" must be "reference" or "original"/);
+  bad({ mixer: "rwkv", wkvBf16: "yes" }, /wkvBf16: "yes" must be true or false/);
   // The smallest legal linear-attention width has value head dim 1.
   const smallest = paramSpec(makeModelConfig({ mixer: "rebased", dModel: 12, seqLen: 5 }));
   assertEquals(smallest.find((p) => p.name === `${L1}proj_v.weight`)!.shape, [12, 12]);

@@ -100,6 +100,8 @@ Deno.test("param count: totals at d=64, L=64, V=8192 (spec §4.1) for all traina
     // Vd + Ld + 8d² + 20d and Vd + Ld + 5d² + 20d (spec §4).
     rwkv: 562432,
     conv_rwkv: 550144,
+    // Vd + Ld + 12d² + 8d⌈d/16⌉ + 224d.
+    mamba: 593920,
   };
   assertEquals(Object.keys(expected).sort(), [...MIXERS].sort());
   for (const mixer of MIXERS) {

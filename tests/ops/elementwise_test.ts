@@ -5,6 +5,7 @@ import {
   createAddInPlace,
   createColumnSum,
   createCopy,
+  createCopyColumns,
   createMul,
   createMulBackward,
   createScale,
@@ -143,6 +144,36 @@ Deno.test({
         });
         s.free();
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "elementwise: copy a column block between matrices of other widths (gather and scatter)",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    for (const [rows, cols, srcStride, srcOffset, dstStride, dstOffset] of [[1, 1, 1, 0, 1, 0], [7, 3, 9, 4, 5, 1]]) {
+      const s = new Scratch(gpu);
+      const src = data(rows * srcStride, 30 + rows), dst = data(rows * dstStride, 31 + rows);
+      const tsrc = s.tensor("src", src), tdst = s.tensor("dst", dst);
+      const d = createCopyColumns(gpu, "cols", {
+        src: tsrc,
+        dst: tdst,
+        rows,
+        cols,
+        srcStride,
+        srcOffset,
+        dstStride,
+        dstOffset,
+      });
+      await s.run(`copy columns ${rows}x${cols}`, [d]);
+      const want = Float32Array.from(f32(dst));
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) want[r * dstStride + dstOffset + c] = f32(src)[r * srcStride + srcOffset + c];
+      }
+      assertEquals(Array.from(await readTensor(gpu, tdst)), Array.from(want));
+      s.free();
     }
   },
 });

@@ -109,8 +109,8 @@ Deno.test("grid: kv-pair rules and micro-batch forms", () => {
 
 Deno.test("grid: presets expand to the paper's grids", async () => {
   const fig1 = await loadGrid(new URL("paper-figure1.json", PRESETS).pathname);
-  assertEquals(fig1.runs.length, 6 * 4 * 5 * 4 * 5);
-  assertEquals(fig1.config.mixers, ["conv_attention", "based", "rebased", "attention", "rwkv", "conv_rwkv"]);
+  assertEquals(fig1.runs.length, 7 * 4 * 5 * 4 * 5);
+  assertEquals(fig1.config.mixers, ["conv_attention", "based", "rebased", "attention", "rwkv", "conv_rwkv", "mamba"]);
   const byL = new Map(fig1.runs.map((r) => [r.config.seqLen, r.config]));
   assertEquals([...byL.keys()], [128, 256, 512, 1024, 2048]);
   assertEquals([...byL.values()].map((c) => c.numKvPairs), [16, 64, 128, 256, 512]);
