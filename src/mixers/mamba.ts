@@ -185,7 +185,7 @@ export const mambaLayer: LayerDescriptor<null> = {
     for (const [name, width] of mambaBuffers(cfg, training)) act(`${label}.${name}`, rows * width);
     const { Di, N } = mambaWidths(cfg);
     const shape = { batch, seqLen: cfg.seqLen, channels: Di, state: N };
-    act(`${label}.checkpoints`, scanCheckpointLength(shape, scanSegmentTokens(adapter, cfg.seqLen)));
+    act(`${label}.checkpoints`, scanCheckpointLength(shape, scanSegmentTokens(adapter, cfg.seqLen, shape)));
   },
   // The scan state (Di × N) and the conv's last 3 inputs per channel.
   stateFloats: (cfg) => {

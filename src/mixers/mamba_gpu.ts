@@ -30,7 +30,7 @@ export const buildMamba: MixerBuilder = (ctx) => {
   const buf = Object.fromEntries(
     mambaBuffers(cfg, ctx.training).map(([name, width]) => [name, ctx.activation(name, [rows, width])]),
   ) as Record<string, Tensor>;
-  const segmentTokens = scanSegmentTokens(gpu, cfg.seqLen);
+  const segmentTokens = scanSegmentTokens(gpu, cfg.seqLen, { batch, channels: Di, state: N });
   const checkpoints = ctx.activation("checkpoints", [scanCheckpointLength(scanShape, segmentTokens)]);
   const p = (name: string) => ctx.param(name);
   const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false): LinearArgs => ({

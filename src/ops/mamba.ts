@@ -226,10 +226,30 @@ const MIN_SEGMENT_TOKENS = 16;
  * least SCAN_SOFTWARE_MIN_SEGMENT_TOKENS (each dispatch costs milliseconds there: one segment for L ≤ 256) and at most
  * SCAN_SOFTWARE_MAX_SEGMENT_TOKENS.
  */
-export function scanSegmentTokens(gpu: { info: { software: boolean } }, seqLen: number): number {
+export function scanSegmentTokens(
+  gpu: { info: { software: boolean }; limits?: Readonly<Record<string, number>> },
+  seqLen: number,
+  shape?: Omit<ScanShape, "seqLen">,
+): number {
   const root = Math.ceil(Math.sqrt(seqLen));
-  if (!gpu.info.software) return Math.min(seqLen, Math.max(MIN_SEGMENT_TOKENS, root));
-  return Math.min(seqLen, SCAN_SOFTWARE_MAX_SEGMENT_TOKENS, Math.max(SCAN_SOFTWARE_MIN_SEGMENT_TOKENS, root));
+  const preferred = gpu.info.software
+    ? Math.min(seqLen, SCAN_SOFTWARE_MAX_SEGMENT_TOKENS, Math.max(SCAN_SOFTWARE_MIN_SEGMENT_TOKENS, root))
+    : Math.min(seqLen, Math.max(MIN_SEGMENT_TOKENS, root));
+  if (!shape || !gpu.limits) return preferred;
+  // The backward's workspace holds 2S + 1 states of the whole batch: shorter segments where it would pass the largest
+  // buffer the adapter binds.
+  const bytes = Math.min(gpu.limits.maxStorageBufferBindingSize ?? Infinity, gpu.limits.maxBufferSize ?? Infinity);
+  const maxFloats = Math.floor(bytes / 4);
+  const full = { ...shape, seqLen };
+  let S = preferred;
+  while (S > 1 && scanWorkspaceLength(full, S) > maxFloats) S = Math.max(1, Math.floor(S / 2));
+  if (scanWorkspaceLength(full, S) > maxFloats) {
+    throw new Error(
+      `selective scan: even 1-token segments need a ${scanWorkspaceLength(full, 1) * 4}-byte workspace, more than ` +
+        `this adapter binds (${bytes}): lower the batch`,
+    );
+  }
+  return S;
 }
 
 /** The token ranges [begin, end) of S-token segments in increasing order. */

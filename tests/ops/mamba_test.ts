@@ -628,3 +628,13 @@ Deno.test({
     release();
   },
 });
+
+Deno.test("selective scan: the default segment shrinks until the backward's workspace fits the adapter's binding", () => {
+  const shape = { batch: 64, channels: 128, state: 16 };
+  const lavapipe = { info: { software: true }, limits: { maxStorageBufferBindingSize: 128 * 2 ** 20 } };
+  const S = scanSegmentTokens(lavapipe, 256, shape);
+  assert(S < 256 && S >= 16, `segment ${S}`);
+  assert(scanWorkspaceLength({ ...shape, seqLen: 256 }, S) * 4 <= 128 * 2 ** 20);
+  assertEquals(scanSegmentTokens({ info: { software: true } }, 256, shape), 256, "no limits: the preferred segment");
+  assertEquals(scanSegmentTokens({ ...lavapipe, limits: { maxStorageBufferBindingSize: 2 ** 31 } }, 256, shape), 256);
+});
