@@ -8,6 +8,7 @@ import { buildMha } from "./mha_gpu.ts";
 import { buildLinearAttention } from "./linear_attention_gpu.ts";
 import { buildRwkvTimeMix } from "./rwkv_gpu.ts";
 import { buildMamba } from "./mamba_gpu.ts";
+import { buildHyena } from "./hyena_gpu.ts";
 import type { LayerDescriptor } from "./descriptor.ts";
 import type { MixerBuilder } from "./types.ts";
 
@@ -17,6 +18,7 @@ export const GPU_BUILDERS: Readonly<Record<string, MixerBuilder>> = {
   linear_attention: buildLinearAttention,
   rwkv_time_mix: buildRwkvTimeMix,
   mamba: buildMamba,
+  hyena: buildHyena,
 };
 
 export function gpuBuilder(layer: LayerDescriptor): MixerBuilder {

@@ -8,6 +8,7 @@ import { attention, convAttention } from "./mha.ts";
 import { based, rebased, rebasedGamma, rebasedGammaBeta, rebasedNorm, rebasedX2 } from "./linear_attention.ts";
 import { convRwkv, rwkv } from "./rwkv.ts";
 import { mamba } from "./mamba.ts";
+import { hyena } from "./hyena.ts";
 import type { ArchDescriptor } from "./descriptor.ts";
 
 export const ARCHITECTURES = [
@@ -22,6 +23,7 @@ export const ARCHITECTURES = [
   rwkv,
   convRwkv,
   mamba,
+  hyena,
 ] as const;
 
 type Registered = typeof ARCHITECTURES[number];

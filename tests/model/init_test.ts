@@ -36,6 +36,25 @@ const PROJ = [
   [`${L1}proj_o.weight`, [64, 60]],
 ] as const;
 const extra = (names: string[]) => names.map((n) => [`${L1}${n}`, [192]] as const);
+const hyenaLayer = (p: string) =>
+  [
+    [`${p}in_proj.weight`, [192, 64]],
+    [`${p}in_proj.bias`, [192]],
+    [`${p}out_proj.weight`, [64, 64]],
+    [`${p}out_proj.bias`, [64]],
+    [`${p}short_filter.weight`, [192, 1, 3]],
+    [`${p}short_filter.bias`, [192]],
+    [`${p}filter_fn.bias`, [64]],
+    [`${p}filter_fn.pos_emb.z`, [1, 64, 3]],
+    [`${p}filter_fn.implicit_filter.0.weight`, [64, 3]],
+    [`${p}filter_fn.implicit_filter.0.bias`, [64]],
+    [`${p}filter_fn.implicit_filter.1.freq`, [1, 64]],
+    [`${p}filter_fn.implicit_filter.2.weight`, [64, 64]],
+    [`${p}filter_fn.implicit_filter.2.bias`, [64]],
+    [`${p}filter_fn.implicit_filter.4.weight`, [64, 64]],
+    [`${p}filter_fn.implicit_filter.4.bias`, [64]],
+    [`${p}filter_fn.implicit_filter.6.weight`, [64, 64]],
+  ] as const;
 // RWKVTimeMixer registration order: time_decay, time_first, time_mix_k/v/r, key, value, receptance, output.
 const rwkv = (p: string) =>
   [
@@ -83,6 +102,9 @@ const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
     }),
     ...LN_F,
   ].map(([n, sh]) => [n as string, [...sh as readonly number[]]]),
+  // Hyena's registration order: in_proj, out_proj, short_filter, then filter_fn (bias, pos_emb.z, the implicit MLP
+  // with its one shared Sin frequency at implicit_filter.1).
+  hyena: layout(hyenaLayer(L0), hyenaLayer(L1)),
 };
 
 const cfg64 = (mixer: ModelConfig["mixer"]) => makeModelConfig({ mixer, dModel: 64, seqLen: 64 });
@@ -104,9 +126,14 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
       const leaf = p.name.split(".").slice(-2).join(".");
       let expected: InitDescriptor;
       // RWKV's constructor formulas and Mamba's A_log = log(1..16): checked in tests/mixers/registry_test.ts.
-      if (/time_(decay|first|mix_[kvr])$|A_log$/.test(p.name)) continue;
+      if (/time_(decay|first|mix_[kvr])$|A_log$|pos_emb\.z$/.test(p.name)) continue;
+      if (p.name.endsWith("filter_fn.bias")) { // Hyena's D term: torch.randn, untouched by _init_weights
+        assertEquals(p.init, { kind: "normal", mean: 0, std: 1 });
+        continue;
+      }
       if (p.name.includes("out_proj.weight")) expected = { kind: "normal", mean: 0, std: 0.01 };
-      else if (p.name.includes("conv.conv.")) expected = { kind: "uniform", low: -bound, high: bound };
+      else if (/conv\.conv\.|short_filter\./.test(p.name)) expected = { kind: "uniform", low: -bound, high: bound };
+      else if (p.name.endsWith(".freq")) expected = { kind: "ones" }; // Hyena's Sin(w = 1)
       else if (p.name.includes("conv1d.")) expected = { kind: "uniform", low: -0.5, high: 0.5 }; // fan_in 4
       else if (/mixer\.D$/.test(p.name)) expected = { kind: "ones" };
       else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
@@ -153,8 +180,8 @@ Deno.test("model config: defaults and validation errors name the field, the valu
   const bad = (input: Record<string, unknown>, re: RegExp) =>
     assertThrows(() => makeModelConfig({ mixer: "rebased", dModel: 64, seqLen: 64, ...input } as never), re);
   bad(
-    { mixer: "hyena" },
-    /mixer: "hyena" is not a known mixer; valid mixers: attention, conv_attention, based, rebased/,
+    { mixer: "h3" },
+    /mixer: "h3" is not a known mixer; valid mixers: attention, conv_attention, based, rebased/,
   );
   bad({ dModel: 0 }, /dModel: 0 must be a positive integer/);
   bad({ dModel: 12.5 }, /dModel: 12.5 must be a positive integer/);

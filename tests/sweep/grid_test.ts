@@ -153,9 +153,9 @@ Deno.test("grid: mixer list comes from the model's MIXERS", () => {
 Deno.test("grid validation: each bad value names its field, the value and what is allowed", () => {
   const b = baseConfig;
   expectIssue(
-    { ...b(), mixers: ["based", "hyena"] },
+    { ...b(), mixers: ["based", "h3"] },
     "mixers[1]",
-    '"hyena"',
+    '"h3"',
     "valid mixers: attention, conv_attention, based",
   );
   expectIssue(
