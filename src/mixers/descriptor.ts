@@ -177,11 +177,21 @@ export interface LayerDescriptor<Options = unknown> {
     matrix(cfg: ArchConfig, act: (name: string) => ArrayLike<number>, b: number): Float64Array[];
   };
   /**
+   * Entries of the reference's state_dict that are not separate parameters (relative names): copies of a shared
+   * parameter (`alias`: written and read as that parameter) and fixed buffers (`values`), so checkpoints load into
+   * PyTorch with strict=True and PyTorch's files load here.
+   */
+  stateDictExtras?(cfg: ArchConfig): StateDictExtra[];
+  /**
    * Parameters (relative names) whose mean and std the trainer records after every epoch (ReBased's ln_q/ln_k γ and β:
    * the paper's Appendix C, Figure 10).
    */
   trackedParams?(cfg: ArchConfig): string[];
 }
+
+export type StateDictExtra =
+  | { name: string; shape: number[]; alias: string }
+  | { name: string; shape: number[]; values: Float32Array };
 
 /** A model users name: two layers in a block layout (spec §2.2, §2.3). */
 export interface ArchDescriptor<Name extends string = string, Trainable extends boolean = boolean> {

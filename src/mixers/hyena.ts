@@ -9,10 +9,12 @@ import { linearBackward, linearForward } from "../reference/matmul.ts";
 import {
   HYENA_EMB_DIM,
   HYENA_FILTER_ORDER,
+  hyenaDeltas,
   hyenaMixerBackwardRef,
   hyenaMixerForwardRef,
   type HyenaMixerParams,
   hyenaPositionalZ,
+  hyenaTime,
 } from "../reference/hyena.ts";
 import { selectLongConvVariant } from "../ops/hyena.ts";
 import { causalPairs } from "./mha.ts";
@@ -162,6 +164,17 @@ export const hyenaLayer: LayerDescriptor<null> = {
       act(`${label}.${name}`, (kind === "tokens" ? rows : cfg.seqLen) * width);
     }
   },
+  // PyTorch's state_dict lists the shared Sin module under all three positions, and two persistent buffers.
+  stateDictExtras: (cfg) => [
+    { name: "filter_fn.pos_emb.t", shape: [1, cfg.seqLen, 1], values: Float32Array.from(hyenaTime(cfg.seqLen)) },
+    { name: "filter_fn.implicit_filter.3.freq", shape: [1, F], alias: FILTER_FREQ },
+    { name: "filter_fn.implicit_filter.5.freq", shape: [1, F], alias: FILTER_FREQ },
+    {
+      name: "filter_fn.modulation.deltas",
+      shape: [1, 1, cfg.dModel],
+      values: Float32Array.from(hyenaDeltas(cfg.dModel)),
+    },
+  ],
   // The long convolution reads the whole history of v1 (d·L, like a KV cache) and the short filter the last 2 inputs.
   stateFloats: (cfg) => cfg.dModel * cfg.seqLen + 2 * 3 * cfg.dModel,
 };

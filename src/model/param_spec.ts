@@ -11,6 +11,7 @@ import {
   ParamBuilder,
   type ParamEntry,
   type ParamShape,
+  type StateDictExtra,
   weightInit,
 } from "../mixers/descriptor.ts";
 import { N_LAYERS } from "./arch_config.ts";
@@ -75,6 +76,17 @@ export function paramSpec(cfg: ModelConfig): ParamSpecEntry[] {
 export function paramShapes(cfg: ArchConfig): ParamShape[] {
   validateArchConfig(cfg);
   return buildEntries(cfg).map(({ name, shape, module }) => ({ name, shape, module }));
+}
+
+/** The state_dict entries that are not separate parameters (shared copies, buffers), with full names. */
+export function stateDictExtras(cfg: ArchConfig): StateDictExtra[] {
+  const arch = architecture(cfg.mixer);
+  return arch.layers.flatMap((layer, i) =>
+    (layer.stateDictExtras?.(cfg) ?? []).map((e) => {
+      const prefix = mixerPrefix(cfg, i);
+      return "alias" in e ? { ...e, name: prefix + e.name, alias: prefix + e.alias } : { ...e, name: prefix + e.name };
+    })
+  );
 }
 
 export function numel(shape: readonly number[]): number {

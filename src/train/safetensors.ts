@@ -8,7 +8,7 @@
  */
 import { writeBytesAtomic } from "../io/atomic.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { LM_HEAD, numel, paramSpec, TIE_METADATA, WORD_EMBEDDINGS } from "../model/param_spec.ts";
+import { LM_HEAD, numel, paramSpec, stateDictExtras, TIE_METADATA, WORD_EMBEDDINGS } from "../model/param_spec.ts";
 
 export interface TensorData {
   shape: number[];
@@ -230,6 +230,11 @@ export function toStateDict(
   for (const name of params.keys()) {
     if (!known.has(name)) throw new SafetensorsError(`toStateDict: ${name} is not a parameter of mixer ${cfg.mixer}`);
   }
+  // Copies of shared parameters and fixed buffers, as PyTorch's state_dict lists them.
+  for (const extra of stateDictExtras(cfg)) {
+    const data = "alias" in extra ? params.get(extra.alias)! : extra.values;
+    tensors.set(extra.name, { shape: [...extra.shape], data });
+  }
   return { tensors, metadata: { ...TIE_METADATA } };
 }
 
@@ -290,7 +295,22 @@ export function fromStateDict(
       );
     }
   }
-  const unexpected = [...tensors.keys()].filter((name) => name !== LM_HEAD && !params.has(name));
+  // PyTorch's copies of a shared parameter must equal it; its fixed buffers must be the ones this model computes.
+  const extras = new Map(stateDictExtras(cfg).map((e) => [e.name, e]));
+  for (const [name, extra] of extras) {
+    const t = tensors.get(name);
+    if (!t) continue;
+    if (t.shape.length !== extra.shape.length || t.shape.some((n, i) => n !== extra.shape[i])) {
+      throw new SafetensorsError(`tensor ${name} has shape ${shapeText(t.shape)}, expected ${shapeText(extra.shape)}`);
+    }
+    if ("alias" in extra && !sameBits(t.data, params.get(extra.alias)!)) {
+      throw new SafetensorsError(`${name} differs from ${extra.alias}: they are one shared parameter`);
+    }
+    if ("values" in extra && t.data.some((v, i) => Math.abs(v - extra.values[i]) > 1e-6 * Math.max(1, Math.abs(v)))) {
+      throw new SafetensorsError(`${name} holds other values than the fixed buffer this model computes`);
+    }
+  }
+  const unexpected = [...tensors.keys()].filter((name) => name !== LM_HEAD && !params.has(name) && !extras.has(name));
   if (unexpected.length > 0) {
     const shown = unexpected.slice(0, 5).join(", ") +
       (unexpected.length > 5 ? `, ... (${unexpected.length} in all)` : "");

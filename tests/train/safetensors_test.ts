@@ -1,6 +1,6 @@
 import { makeModelConfig, MIXERS } from "../../src/model/config.ts";
 import { initParams } from "../../src/model/init.ts";
-import { paramSpec } from "../../src/model/param_spec.ts";
+import { paramSpec, stateDictExtras } from "../../src/model/param_spec.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -151,7 +151,11 @@ Deno.test("state dict: every mixer round-trips through a file; the tie is record
       const params = initParams(cfg, 5);
       const sd = toStateDict(cfg, params);
       assertEquals(sd.metadata, { tied: "lm_head.weight=backbone.embeddings.word_embeddings.weight" });
-      assertEquals([...sd.tensors.keys()], paramSpec(cfg).map((p) => p.name));
+      // The parameters, then PyTorch's extra entries (Hyena: its shared Sin frequency's copies and two buffers).
+      assertEquals([...sd.tensors.keys()], [
+        ...paramSpec(cfg).map((p) => p.name),
+        ...stateDictExtras(cfg).map((e) => e.name),
+      ]);
       const path = `${dir}/${mixer}.safetensors`;
       await writeSafetensors(path, sd.tensors, { ...sd.metadata, mixer });
       const back = await readSafetensors(path);
@@ -161,6 +165,23 @@ Deno.test("state dict: every mixer round-trips through a file; the tie is record
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("state dict: Hyena's shared-parameter copies and buffers, as PyTorch lists them, are written and checked", () => {
+  const cfg = makeModelConfig({ mixer: "hyena", dModel: 8, seqLen: 6, vocabSize: 20 });
+  const params = initParams(cfg, 2);
+  const p = "backbone.layers.0.sequence_mixer.mixer.filter_fn.";
+  const sd = toStateDict(cfg, params).tensors;
+  assertEquals(sd.get(`${p}implicit_filter.5.freq`)!.data, params.get(`${p}implicit_filter.1.freq`));
+  assertEquals(sd.get(`${p}pos_emb.t`)!.shape, [1, 6, 1]);
+  assertEquals([...sd.get(`${p}pos_emb.t`)!.data].map((v) => Math.round(v * 5)), [0, 1, 2, 3, 4, 5]);
+  assertEquals(sd.get(`${p}modulation.deltas`)!.shape, [1, 1, 8]);
+  // Loading without them works too (our own older files); with a copy that differs it does not.
+  const without = new Map([...sd].filter(([k]) => !/\.(3|5)\.freq$|pos_emb\.t$|deltas$/.test(k)));
+  assertEquals(fromStateDict(cfg, without), params);
+  const bad = new Map(sd);
+  bad.set(`${p}implicit_filter.3.freq`, { shape: [1, 64], data: new Float32Array(64) });
+  assertThrows(() => fromStateDict(cfg, bad), /implicit_filter\.3\.freq differs from .*implicit_filter\.1\.freq/);
 });
 
 Deno.test("state dict: missing, mis-shaped, foreign and untied tensors are rejected with clear errors", () => {
