@@ -27,7 +27,7 @@ deno test -A tests/ops tests/model tests/bench/throughput_test.ts >"$OUT/tests.t
 tail -n 3 "$OUT/tests.txt"
 
 step bench
-deno run -A main.ts bench --mixers attention,conv_attention,based,rebased,rwkv,conv_rwkv --d-models "$D_MODELS" \
+deno run -A main.ts bench --mixers attention,conv_attention,based,rebased,rwkv,conv_rwkv,mamba,hyena --d-models "$D_MODELS" \
   --seq-lens "$SEQ_LENS" --batch-size 64 --vocab-size 8192 --out "$OUT/bench" | tail -n 30
 
 step crossover
