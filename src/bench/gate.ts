@@ -7,6 +7,8 @@
  *   bytes                        peak bytes of params/grads/optimizer/activations: exact, an increase fails
  *   machine_bytes                peak workspace and total bytes: depend on kernel choices per adapter (split-K scratch
  *                                on GPUs), so compared exactly only when both files come from the same adapter
+ *   traffic                      dispatches, submits and uploaded bytes per training/inference step: exact, an increase
+ *                                fails; like machine_bytes, kernel variants differ per adapter, so same adapter only
  *   accuracy                     best accuracy of a seeded run: exact by default, a decrease fails
  *   speed                        tokens/s, normalised by a figure measured in the same run (below): a drop of more than
  *                                the tolerance (default 25%) fails, so a slower machine does not
@@ -17,9 +19,18 @@
  */
 import { readResultsAt } from "../sweep/results_file.ts";
 import type { RunResult } from "../train/result.ts";
-import { BENCH_SCHEMA, type BenchCaseResult, type BenchReport } from "./throughput.ts";
+import { BENCH_SCHEMA, type BenchCaseResult, type BenchReport, type StepTraffic } from "./throughput.ts";
 
-export const METRIC_CLASSES = ["speed", "bytes", "machine_bytes", "params", "analytic", "accuracy", "count"] as const;
+export const METRIC_CLASSES = [
+  "speed",
+  "bytes",
+  "machine_bytes",
+  "traffic",
+  "params",
+  "analytic",
+  "accuracy",
+  "count",
+] as const;
 export type MetricClass = typeof METRIC_CLASSES[number];
 /** Which way is worse: "higher" = higher is better (a drop fails), "lower" = lower is better, "equal" = any change. */
 export type Direction = "higher" | "lower" | "equal";
@@ -34,6 +45,7 @@ export const DEFAULT_TOLERANCES: Readonly<Record<MetricClass, Tolerance>> = {
   speed: { kind: "relative", value: 0.25 },
   bytes: { kind: "absolute", value: 0 },
   machine_bytes: { kind: "absolute", value: 0 },
+  traffic: { kind: "absolute", value: 0 },
   params: { kind: "absolute", value: 0 },
   analytic: { kind: "absolute", value: 0 },
   accuracy: { kind: "absolute", value: 0 },
@@ -44,6 +56,7 @@ const DIRECTIONS: Readonly<Record<MetricClass, Direction>> = {
   speed: "higher",
   bytes: "lower",
   machine_bytes: "lower",
+  traffic: "lower",
   params: "equal",
   analytic: "equal",
   accuracy: "higher",
@@ -151,6 +164,13 @@ const bytesMetrics = (prefix: string, b: Record<string, number> | null): GateMet
     value: b && typeof b[k] === "number" ? b[k] : null,
   }));
 
+const trafficMetrics = (prefix: string, t: StepTraffic | undefined): GateMetric[] =>
+  (["dispatches", "submits", "uploadBytes"] as const).map((k) => ({
+    name: `${prefix}.${k}`,
+    cls: "traffic",
+    value: typeof t?.[k] === "number" ? t[k] : null,
+  }));
+
 function benchCaseMetrics(c: BenchCaseResult): GateMetric[] {
   return [
     { name: "params", cls: "params", value: c.params },
@@ -162,6 +182,8 @@ function benchCaseMetrics(c: BenchCaseResult): GateMetric[] {
     { name: "analytic.bytes.inference.total", cls: "analytic", value: c.analytic.bytes.inference.total },
     ...bytesMetrics("peakBytes.train", c.peakBytes.train),
     ...bytesMetrics("peakBytes.inference", c.peakBytes.inference),
+    ...trafficMetrics("train.perStep", c.train?.perStep),
+    ...trafficMetrics("inference.perStep", c.inference?.perStep),
     { name: "train.tokensPerS", cls: "speed", value: c.train?.tokensPerS ?? null },
     { name: "inference.tokensPerS", cls: "speed", value: c.inference?.tokensPerS ?? null },
   ];
@@ -386,9 +408,10 @@ export function runGate(baseline: GateInput, current: GateInput, options: GateOp
   const skipReasons = new Map<string, number>();
   const skip = (reason: string) => skipReasons.set(reason, (skipReasons.get(reason) ?? 0) + 1);
   const sameAdapter = baseline.adapter !== null && baseline.adapter === current.adapter;
-  if (!sameAdapter && (!only || only.has("machine_bytes"))) {
+  if (!sameAdapter && (!only || only.has("machine_bytes") || only.has("traffic"))) {
     skip(
-      `workspace/total bytes not compared: adapters differ (baseline ${baseline.adapter}, current ${current.adapter})`,
+      `workspace/total bytes and per-step traffic not compared: adapters differ (baseline ${baseline.adapter}, ` +
+        `current ${current.adapter})`,
     );
   }
   const currentById = new Map(current.cases.map((c) => [c.id, c]));
@@ -431,7 +454,7 @@ export function runGate(baseline: GateInput, current: GateInput, options: GateOp
     for (const bm of b.metrics) {
       if (only && !only.has(bm.cls)) continue;
       const cm = c.metrics.find((m) => m.name === bm.name);
-      if (bm.cls === "machine_bytes" && !sameAdapter) continue;
+      if ((bm.cls === "machine_bytes" || bm.cls === "traffic") && !sameAdapter) continue;
       let bv = bm.value, cv = cm?.value ?? null, unit = "";
       if (bm.cls === "speed") {
         const bs = speedView(baseline, b, bm, normalize);

@@ -15,7 +15,7 @@ import { writeTensor } from "../gpu/device.ts";
 import { generateBatch, type MqarBatch, type MqarConfig, validateMqarConfig } from "../data/mqar.ts";
 import { defaultNumKvPairs } from "../data/mqar.ts";
 import { mixSeed, Rng } from "../data/rng.ts";
-import { type Dispatch, submit } from "../ops/_dispatch.ts";
+import { type Dispatch, dispatchCounter, submit } from "../ops/_dispatch.ts";
 import type { AdamWOp } from "../ops/adamw.ts";
 import { matmul } from "../ops/matmul.ts";
 import { makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
@@ -91,6 +91,48 @@ export interface Rate {
   stepsPerRepeat: number;
   /** Median seconds per step. */
   secondsPerStep: number;
+  /** What one step asks of the device, counted on a warm-up step: deterministic for a config and adapter. */
+  perStep: StepTraffic;
+}
+
+export interface StepTraffic {
+  /** Compute dispatches encoded. */
+  dispatches: number;
+  /** Command buffers submitted. */
+  submits: number;
+  /** Bytes written by queue.writeBuffer (batches, uniforms, seeds). */
+  uploadBytes: number;
+}
+
+/**
+ * Runs `fn` (one step) and counts what it encodes and uploads: dispatches through the ops' counter, submits and
+ * writeBuffer bytes by shadowing the queue's methods for the duration (restored afterwards).
+ */
+export function countStepTraffic(gpu: Gpu, fn: () => void): StepTraffic {
+  const queue = gpu.device.queue as GPUQueue & Record<string, unknown>;
+  const writeBuffer = queue.writeBuffer, submit = queue.submit;
+  let uploadBytes = 0, submits = 0;
+  queue.writeBuffer = function (buffer, offset, data, dataOffset?: number, size?: number) {
+    const unit = ArrayBuffer.isView(data) && "BYTES_PER_ELEMENT" in data
+      ? (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT
+      : 1;
+    uploadBytes += size !== undefined ? size * unit : data.byteLength - (dataOffset ?? 0) * unit;
+    return writeBuffer.call(queue, buffer, offset, data, dataOffset, size);
+  };
+  queue.submit = function (buffers) {
+    submits++;
+    return submit.call(queue, buffers);
+  };
+  const before = dispatchCounter.encoded;
+  try {
+    fn();
+  } finally {
+    Reflect.deleteProperty(queue, "writeBuffer");
+    Reflect.deleteProperty(queue, "submit");
+    if (queue.writeBuffer !== writeBuffer) queue.writeBuffer = writeBuffer;
+    if (queue.submit !== submit) queue.submit = submit;
+  }
+  return { dispatches: dispatchCounter.encoded - before, submits, uploadBytes };
 }
 
 /** Floating-point bytes per token (bytes / (B·L)), by category. */
@@ -315,7 +357,9 @@ export async function timeRig(
   rig: Rig,
   s: Pick<BenchSettings, "steps" | "repeats" | "warmup">,
 ): Promise<Rate> {
-  for (let i = 0; i < s.warmup; i++) rig.step();
+  // The first warm-up step (or one extra step when there is none) is the one whose traffic is counted.
+  const perStep = countStepTraffic(gpu, () => rig.step());
+  for (let i = 1; i < s.warmup; i++) rig.step();
   await waitForGpu(gpu);
   const rates: number[] = [];
   const stepSeconds: number[] = [];
@@ -334,6 +378,7 @@ export async function timeRig(
     repeats: rates,
     stepsPerRepeat: s.steps,
     secondsPerStep: median(stepSeconds),
+    perStep,
   };
 }
 

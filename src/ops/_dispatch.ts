@@ -13,6 +13,29 @@ export type Binding = Tensor | GPUBuffer;
 
 const bufferOf = (b: Binding): GPUBuffer => ("buffer" in b ? b.buffer : b);
 
+/** Dispatches encoded by every Dispatch since the process started (the bench reads it around one step). */
+export const dispatchCounter = { encoded: 0 };
+
+/**
+ * A test hook for the A/B gate's own check (benchmarks/ab_gate_check.ts): MQAR_SLOWDOWN_KERNELS, a regular expression,
+ * makes every dispatch whose label matches it run twice, a known slowdown the gate must flag. Results of kernels that
+ * accumulate are then wrong, so nothing else sets it; a warning says so once per process.
+ */
+let slowdown: RegExp | null | undefined;
+function slowdownRepeats(label: string): number {
+  if (slowdown === undefined) {
+    let source: string | undefined;
+    try {
+      source = Deno.env.get("MQAR_SLOWDOWN_KERNELS");
+    } catch {
+      source = undefined; // no env permission: the hook is off
+    }
+    slowdown = source ? new RegExp(source) : null;
+    if (slowdown) console.error(`warning: MQAR_SLOWDOWN_KERNELS=${source}: matching kernels run twice (a test hook)`);
+  }
+  return slowdown?.test(label) ? 2 : 1;
+}
+
 /**
  * Creates the pipeline (cached) and the bind group for `kernels/<kernel>.wgsl` entry `entry`.
  * `bindings[i]` is bound to `@group(0) @binding(i)`.
@@ -33,6 +56,7 @@ export function makeDispatch(
     entries: bindings.map((b, i) => ({ binding: i, resource: { buffer: bufferOf(b) } })),
   });
   const [x, y = 1, z = 1] = workgroups;
+  const repeats = slowdownRepeats(label);
   const max = gpu.limits.maxComputeWorkgroupsPerDimension ?? 65535;
   for (const [name, n] of [["x", x], ["y", y], ["z", z]] as const) {
     if (!Number.isInteger(n) || n < 0 || n > max) {
@@ -45,7 +69,8 @@ export function makeDispatch(
       if (x === 0 || y === 0 || z === 0) return;
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(x, y, z);
+      for (let r = 0; r < repeats; r++) pass.dispatchWorkgroups(x, y, z);
+      dispatchCounter.encoded += repeats;
     },
   };
 }

@@ -275,7 +275,7 @@ Deno.test({
     const outcome = runGate(
       gateInputFromBench(baseline, BASELINE_FILE.pathname),
       gateInputFromBench(current, "in-process bench"),
-      { only: ["params", "analytic", "count", "bytes", "machine_bytes"] },
+      { only: ["params", "analytic", "count", "bytes", "machine_bytes", "traffic"] },
     );
     const lines = outcome.regressions.map((r) => r.message).join("\n");
     assert(

@@ -16,6 +16,7 @@ import {
   type BenchReport,
   type BenchSettings,
   buildRig,
+  countStepTraffic,
   runBench,
 } from "../../src/bench/throughput.ts";
 import { chunkedFromSeqLen } from "../../src/ops/linear_attention.ts";
@@ -62,6 +63,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "per-step traffic: every dispatch of the graph and AdamW, its submits and uploads, the same on every step",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const cfg = makeModelConfig({ mixer: "rebased", dModel: 16, seqLen: 16, vocabSize: 64 });
+    const uploads = { train: 0 };
+    for (const training of [true, false]) {
+      const release = gpu.allocator.scope();
+      try {
+        const rig = buildRig(gpu, cfg, training, { batch: 2, labelsPerExample: 4, seed: 1 });
+        const first = countStepTraffic(gpu, () => rig.step());
+        const second = countStepTraffic(gpu, () => rig.step());
+        assertEquals(second, first, `training=${training}: deterministic`);
+        if (training) uploads.train = first.uploadBytes;
+        else assert(first.uploadBytes < uploads.train, `inference ${first.uploadBytes} B, training ${uploads.train} B`);
+        // A Dispatch may encode several kernels: count what the phases encode into a pass that records nothing.
+        let kernels = 0;
+        const pass = {
+          setPipeline() {},
+          setBindGroup() {},
+          dispatchWorkgroups() {
+            kernels++;
+          },
+        } as unknown as GPUComputePassEncoder;
+        for (const phase of rig.phases()) for (const d of phase.dispatches) d.encode(pass);
+        assertEquals(first.dispatches, kernels, `training=${training}: dispatches`);
+        assertEquals(first.submits, training ? 2 : 1, `training=${training}: submits`);
+        // At least the batch's tokens (u32 each) go up every step, and training adds its labels and seeds.
+        assert(first.uploadBytes >= 2 * 16 * 4, `training=${training}: ${first.uploadBytes} bytes`);
+        // The queue's own methods are back.
+        assert(!Object.hasOwn(gpu.device.queue, "writeBuffer") && !Object.hasOwn(gpu.device.queue, "submit"));
+        await gpu.device.queue.onSubmittedWorkDone();
+      } finally {
+        release();
+      }
+    }
+  },
+});
+
 async function tinyReport(gpu: Gpu): Promise<BenchReport> {
   return await runBench(gpu, TINY);
 }
@@ -103,6 +144,7 @@ Deno.test({
     assertAlmostEquals(t.secondsPerStep, 32 / t.tokensPerS, 1e-9);
     assertAlmostEquals(c.achievedGflops.train!, (t.tokensPerS * c.analytic.flopsPerToken.train) / 1e9, 1e-9);
     assert(c.inference!.tokensPerS > 0);
+    assert(t.perStep.dispatches > c.inference!.perStep.dispatches && c.inference!.perStep.dispatches > 0);
     assert(c.trainLoss !== null && c.trainLoss > 0 && c.trainLoss < 10, `loss ${c.trainLoss}`);
     assert(c.referenceGflops !== null && c.referenceGflops > 0);
     if (gpu.features.has("timestamp-query")) {
