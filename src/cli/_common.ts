@@ -25,11 +25,14 @@ export function parseFlags<O extends Options>(
   args: string[],
   options: O,
   allowPositionals = false,
+  /** String flags whose value may itself start with a dash (`--sbatch-options "--time=1:00:00"`). */
+  dashValues: readonly string[] = [],
 ) {
   const joined: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = /^--([^=]+)$/.exec(args[i])?.[1];
-    if (name && options[name]?.type === "string" && i + 1 < args.length && /^-(\d|\.\d)/.test(args[i + 1])) {
+    const takesDash = (value: string) => /^-(\d|\.\d)/.test(value) || (name !== undefined && dashValues.includes(name));
+    if (name && options[name]?.type === "string" && i + 1 < args.length && takesDash(args[i + 1])) {
       joined.push(`${args[i]}=${args[i + 1]}`);
       i++;
     } else joined.push(args[i]);

@@ -23,9 +23,12 @@ import { parseShard, selectShard, type Shard, shardLabel } from "../sweep/shard.
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 import { checkOutputFile } from "../io/output_path.ts";
 import { resolve } from "node:path";
+import { emitJobs } from "./_sweep_emit.ts";
 
 const USAGE = `Usage: mqar sweep --config SWEEP.json --out PATH [--shard i/n] [--dry-run] [--json]
                   [--tokens-per-s N] [--continue-on-error]
+       mqar sweep --config SWEEP.json --out DIR --emit slurm|k8s [--tasks N] [--job-dir DIR] [--parallelism N]
+                  [--gpus N] [--sbatch-options "..."] [--image IMAGE] [--pvc NAME] [--mqar-command "..."]
 
 Runs every run of a sweep grid that has no result yet, one after another, appending each result to the results file
 as soon as it finishes. Rerunning the same command resumes: runs already in the results are skipped (by run id);
@@ -44,6 +47,25 @@ runs recorded with status "error" are retried.
   --tokens-per-s N     fallback training throughput for the --dry-run estimate.
   --continue-on-error  when a run throws, note it and go on (default: stop; results so far are kept).
   --json               machine-readable output (--dry-run plan, or the final summary).
+
+Cluster jobs (--emit; nothing is trained here):
+  --emit slurm         writes sweep.sbatch (a job array --array=0-(n-1), task i runs --shard i/n into --out),
+                       merge.sbatch and submit.sh (submits the array, then the merge with --dependency=afterok) into
+                       --job-dir, with a copy of the config. --out is the results directory on the shared filesystem.
+  --emit k8s           writes sweep-job.yaml (a ConfigMap with the config and an Indexed Job: pod i runs
+                       --shard $JOB_COMPLETION_INDEX/n), merge-job.yaml and submit.sh (kubectl apply, wait, merge).
+                       Pods mount the PersistentVolumeClaim --pvc (default mqar-results) at /results; --out is the
+                       results directory on it (a relative path is taken under /results).
+  --tasks N            array tasks / completions (default: one per grid run; at most the grid's run count)
+  --job-dir DIR        where the job files go (default jobs/<config name>-<slurm|k8s>)
+  --parallelism N      tasks running at once at most (Slurm %N, Kubernetes parallelism; default all)
+  --gpus N             GPUs per task (Slurm --gres=gpu:N, Kubernetes nvidia.com/gpu); default 0
+  --sbatch-options S   slurm: extra #SBATCH options, space-separated (e.g. "--partition=gpu --time=04:00:00")
+  --image IMAGE        k8s: container image with mqar on its PATH (default mqar-bench:latest)
+  --pvc NAME           k8s: the results volume claim (default mqar-results)
+  --mqar-command CMD   how tasks start mqar (default: slurm, this checkout through this deno, or this binary;
+                       k8s, "mqar")
+Rerunning submit.sh after a task was cancelled or failed resumes it: finished runs are kept and skipped.
 
 Grid order: sequences (config order) > d_model > mixer > lr > seed. Ctrl-C stops after the run in progress.
 
@@ -137,16 +159,31 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<T
     summary: "run (or resume, or one shard of) a sweep grid, appending one result line per run",
     usage: USAGE,
     async run(args) {
-      const { values } = parseFlags("sweep", args, {
-        config: { type: "string" },
-        results: { type: "string" },
-        out: { type: "string" },
-        shard: { type: "string" },
-        "dry-run": { type: "boolean" },
-        "tokens-per-s": { type: "string" },
-        "continue-on-error": { type: "boolean" },
-        json: { type: "boolean" },
-      });
+      const { values } = parseFlags(
+        "sweep",
+        args,
+        {
+          config: { type: "string" },
+          results: { type: "string" },
+          out: { type: "string" },
+          shard: { type: "string" },
+          "dry-run": { type: "boolean" },
+          "tokens-per-s": { type: "string" },
+          "continue-on-error": { type: "boolean" },
+          json: { type: "boolean" },
+          emit: { type: "string" },
+          tasks: { type: "string" },
+          "job-dir": { type: "string" },
+          parallelism: { type: "string" },
+          gpus: { type: "string" },
+          "sbatch-options": { type: "string" },
+          image: { type: "string" },
+          pvc: { type: "string" },
+          "mqar-command": { type: "string" },
+        },
+        false,
+        ["sbatch-options", "mqar-command"],
+      );
       if (!values.config) {
         throw new UsageError("--config is required (a sweep config JSON, e.g. configs/sweeps/cpu-smoke.json)");
       }
@@ -157,6 +194,34 @@ export function makeSweepCommand(loadRunOne: (opts: TrainerOptions) => Promise<T
       if (!values.results) {
         throw new UsageError("--out (or --results) is required: a results .jsonl file or a directory");
       }
+      const emitOnly = ["tasks", "job-dir", "parallelism", "gpus", "sbatch-options", "image", "pvc", "mqar-command"]
+        .filter((f) => values[f as keyof typeof values] !== undefined);
+      if (values.emit !== undefined) {
+        for (const f of ["shard", "dry-run", "tokens-per-s", "continue-on-error"] as const) {
+          if (values[f] !== undefined) {
+            throw new UsageError(`--${f} does not apply to --emit (the job files shard the grid)`);
+          }
+        }
+        return await emitJobs(
+          await loadGrid(values.config),
+          values.config,
+          values.results,
+          values.out ? "--out" : "--results",
+          {
+            emit: values.emit,
+            tasks: values.tasks,
+            jobDir: values["job-dir"],
+            parallelism: values.parallelism,
+            gpus: values.gpus,
+            sbatchOptions: values["sbatch-options"],
+            image: values.image,
+            pvc: values.pvc,
+            mqarCommand: values["mqar-command"],
+            json: Boolean(values.json),
+          },
+        );
+      }
+      if (emitOnly.length) throw new UsageError(`--${emitOnly[0]} applies only with --emit slurm|k8s`);
       const tokensPerS = numberFlag("tokens-per-s", values["tokens-per-s"], { min: 0, exclusiveMin: true });
       const shard: Shard | undefined = values.shard ? parseShard(values.shard) : undefined;
       const { runs: grid } = await loadGrid(values.config);
