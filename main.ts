@@ -45,7 +45,10 @@ export async function main(args: string[]): Promise<number> {
     }
     // Errors whose class says they are about user input (config/data validation, unusable paths, a config too large
     // for the adapter) print without a stack.
-    if (e instanceof Error && /ConfigError|ValidationError|InputError|OutputPathError|TooLargeError/.test(e.name)) {
+    if (
+      e instanceof Error &&
+      /ConfigError|ValidationError|InputError|OutputPathError|TooLargeError|KernelSourceError/.test(e.name)
+    ) {
       console.error(`mqar ${name}: ${e.message}`);
       return 2;
     }

@@ -3,6 +3,11 @@
 export type Defines = Readonly<Record<string, number | boolean>>;
 
 const kernelDir = new URL("../../kernels/", import.meta.url);
+
+/** A kernel file is missing: a broken install (e.g. a binary compiled without `--include kernels`), not a bug. */
+export class KernelSourceError extends Error {
+  override name = "KernelSourceError";
+}
 const sourceCache = new Map<string, string>();
 
 /**
@@ -15,7 +20,10 @@ export function loadKernelSource(name: string): string {
     try {
       src = Deno.readTextFileSync(new URL(`${name}.wgsl`, kernelDir));
     } catch (e) {
-      throw new Error(`kernel source kernels/${name}.wgsl could not be read: ${(e as Error).message}`);
+      throw new KernelSourceError(
+        `kernel source kernels/${name}.wgsl could not be read (${(e as Error).message}); a binary must be built ` +
+          "with `deno task compile`, which embeds kernels/",
+      );
     }
     sourceCache.set(name, src);
   }
