@@ -33,7 +33,7 @@ struct StepParams {
 }
 
 const MASK_VALUE = -10000.0;
-const NEG_BIG = -3.4028235e38;
+const NEG_BIG = -3.4028234e38;
 
 // lowbias32 (Chris Wellons): a bijection on u32 with good avalanche.
 fn hash_u32(x_in: u32) -> u32 {

@@ -125,7 +125,7 @@ fn xent_rows(
   let base = row * p.V;
   // One pass over the row: each invocation keeps its max (first index on ties: it scans columns in increasing order,
   // and `>` keeps the first) and Σ exp(x − max), rescaled whenever the max grows (online softmax).
-  var best = -3.4028235e38;
+  var best = -3.4028234e38;
   var bestIndex = 0xffffffffu;
   var sum = 0.0;
   for (var j = li; j < p.V; j += WG) {

@@ -1,10 +1,8 @@
 /** Shared CLI plumbing: user errors print one clear line (no stack), flag parsing with helpful messages. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { numberFlag, UsageError } from "./_flag_values.ts";
 
-/** A mistake by the user (bad flag, bad config value): printed as one line, exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+export { numberFlag, UsageError };
 
 export interface Command {
   name: string;
@@ -58,33 +56,6 @@ export function parseFlags<O extends Options>(
     seen.set(t.name, t.value);
   }
   return { values: parsed.values, positionals: parsed.positionals };
-}
-
-const DECIMAL_INTEGER = /^[+-]?\d+$/;
-const DECIMAL_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
-
-/**
- * Parses a numeric flag value, naming the flag and the allowed range in the error. Integers must be plain decimal
- * digits (no 0x10, 1.6e1 or 16.0); other numbers decimal, with an optional exponent (3e-3).
- */
-export function numberFlag(
-  flag: string,
-  value: string | undefined,
-  opts: { integer?: boolean; min?: number; max?: number; exclusiveMin?: boolean } = {},
-): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  const kind = opts.integer ? "an integer (decimal digits)" : "a number";
-  const range = [
-    opts.min !== undefined ? `${opts.exclusiveMin ? ">" : ">="} ${opts.min}` : "",
-    opts.max !== undefined ? `<= ${opts.max}` : "",
-  ].filter(Boolean).join(" and ");
-  const bad = !(opts.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(value) || !Number.isFinite(n) ||
-    (opts.integer && !Number.isSafeInteger(n)) ||
-    (opts.min !== undefined && (opts.exclusiveMin ? n <= opts.min : n < opts.min)) ||
-    (opts.max !== undefined && n > opts.max);
-  if (bad) throw new UsageError(`--${flag}: got "${value}", expected ${kind}${range ? ` ${range}` : ""}`);
-  return n;
 }
 
 /** Comma-separated list flag ("64,128") parsed with `parse`. */

@@ -9,6 +9,7 @@ import { evalCommand } from "./eval.ts";
 import { gateCommand } from "./gate.ts";
 import { mergeCommand } from "./merge.ts";
 import { reportCommand } from "./report.ts";
+import { serveCommand } from "./serve.ts";
 import { sweepCommand } from "./sweep.ts";
 import { paramsCommand } from "./params.ts";
 import { trainCommand } from "./train.ts";
@@ -26,4 +27,5 @@ export const COMMANDS: Command[] = [
   reportCommand,
   benchCommand,
   gateCommand,
+  serveCommand,
 ];

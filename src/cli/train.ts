@@ -4,7 +4,6 @@ import { notACheckpoint, toStateDict, writeSafetensors } from "../train/safetens
 import {
   loadRunConfigFile,
   modelConfigOf,
-  parseRunConfigInput,
   resolveRunConfig,
   RunConfigError,
   type RunConfigInput,
@@ -19,7 +18,8 @@ import { adapterFitProblem } from "./_adapter_fit.ts";
 import { mixerHelp } from "../model/config.ts";
 import { runFlagFields } from "../train/run_fields.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
+import { type Command, parseFlags, printJson, UsageError } from "./_common.ts";
+import { runConfigInputFromFlags } from "./_flag_values.ts";
 import { ProgressPrinter } from "./_progress.ts";
 
 /** Flags shared by `train` and `eval` that map onto RunConfig fields (src/train/run_fields.ts), plus --config. */
@@ -34,23 +34,9 @@ export const RUN_FLAGS = {
 export async function runConfigFromFlags(
   values: Record<string, string | boolean | undefined>,
 ): Promise<RunConfigInput[]> {
-  const fromFlags: Record<string, unknown> = {};
-  for (const { flag, field, spec } of runFlagFields()) {
-    const value = values[flag];
-    if (value === undefined) continue;
-    if (spec.type === "boolean" || spec.type === "mixer" || spec.type === "choice") fromFlags[field] = value;
-    else {
-      fromFlags[field] = numberFlag(flag, value as string, {
-        integer: spec.type === "int",
-        min: spec.min,
-        max: spec.max,
-        exclusiveMin: spec.exclusiveMin,
-      });
-    }
-  }
   const inputs: RunConfigInput[] = [];
   if (values.config) inputs.push(await loadRunConfigFile(values.config as string));
-  inputs.push(parseRunConfigInput(fromFlags, "flags"));
+  inputs.push(runConfigInputFromFlags(values));
   return inputs;
 }
 

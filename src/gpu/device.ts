@@ -59,7 +59,11 @@ function isSoftware(description: string, fallback: boolean): boolean {
   return fallback || /llvmpipe|lavapipe|swiftshader|warp|softpipe/i.test(description);
 }
 
+/** Deno's namespace, absent in a browser (the page of `mqar serve` runs this same module). */
+const denoNs = (globalThis as { Deno?: typeof Deno }).Deno;
+
 function guessBackend(description: string, adapter: GPUAdapter): string {
+  if (!denoNs) return "browser";
   const env = Deno.env.get("DENO_WEBGPU_BACKEND");
   if (env) return env;
   if (Deno.build.os === "darwin") return "metal";
@@ -85,15 +89,34 @@ export interface AcquireOptions {
   skipFeatureTest?: boolean;
   /** Features never to use, e.g. to test the fallback kernels. */
   disable?: readonly OptionalFeature[];
+  /** Browsers: "compatibility" reaches adapters that only offer WebGPU compatibility mode (e.g. through OpenGL ES). */
+  featureLevel?: "core" | "compatibility";
+  /** Give up on requestAdapter after this long (some browser setups never answer); default: wait. */
+  adapterTimeoutMs?: number;
 }
 
 export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
   // Mesa's Vulkan loader warns on every start without XDG_RUNTIME_DIR; a private temp dir silences it.
-  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "mqar-xdg-" }));
+  if (denoNs && !Deno.env.get("XDG_RUNTIME_DIR")) {
+    Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "mqar-xdg-" }));
+  }
   if (!("gpu" in navigator) || !navigator.gpu) throw new GpuUnavailableError(NO_ADAPTER_HELP);
   let adapter: GPUAdapter | null = null;
   try {
-    adapter = await navigator.gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+    const request = navigator.gpu.requestAdapter({
+      powerPreference: options.powerPreference ?? "high-performance",
+      ...(options.featureLevel ? { featureLevel: options.featureLevel } : {}),
+    } as GPURequestAdapterOptions);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    adapter = options.adapterTimeoutMs === undefined ? await request : await Promise.race([
+      request,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${options.adapterTimeoutMs} ms`)),
+          options.adapterTimeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
   } catch (e) {
     throw new GpuUnavailableError(`${NO_ADAPTER_HELP}\n  (requestAdapter failed: ${(e as Error).message})`);
   }
@@ -119,7 +142,8 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
     }
   });
   const ai = adapter.info;
-  const description = ai.description || ai.device || "unknown adapter";
+  const description = ai.description || ai.device || [ai.vendor, ai.architecture].filter(Boolean).join(" ") ||
+    "unknown adapter";
   const info: AdapterSummary = {
     description,
     vendor: ai.vendor,

@@ -11,7 +11,15 @@ export class KernelSourceError extends Error {
 const sourceCache = new Map<string, string>();
 
 /**
- * Reads `kernels/<name>.wgsl`. Paths resolve against this module, so a `deno compile` binary built with
+ * Provides kernel sources up front, by name (without .wgsl): a browser has no file system, so the page of `mqar serve`
+ * registers the files the server sent before it builds anything.
+ */
+export function registerKernelSources(sources: Readonly<Record<string, string>>): void {
+  for (const [name, text] of Object.entries(sources)) sourceCache.set(name, text);
+}
+
+/**
+ * Reads `kernels/<name>.wgsl` (once; or the registered source). Paths resolve against this module, so a `deno compile` binary built with
  * `--include kernels` reads them from its embedded file system.
  */
 export function loadKernelSource(name: string): string {

@@ -27,6 +27,16 @@ export function gitCommit(): Promise<string | null> {
 }
 
 export async function runEnvironment(): Promise<RunResult["env"]> {
+  const denoNs = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!denoNs) {
+    // The page of `mqar serve`: no Deno, no git; the browser identifies itself instead.
+    return {
+      deno: "none (browser)",
+      os: `browser: ${navigator.userAgent}`,
+      gitCommit: null,
+      mqarVersion: MQAR_VERSION,
+    };
+  }
   return {
     deno: Deno.version.deno,
     os: `${Deno.build.os}-${Deno.build.arch}`,

@@ -1,5 +1,5 @@
 /** Stable run ids: the same RunConfig always hashes to the same id, whatever its key order (resume, merge, dedupe). */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../io/sha256.ts";
 import type { RunConfig } from "./result.ts";
 
 /**
@@ -27,5 +27,5 @@ export const RUN_ID_LENGTH = 16;
 
 /** First 16 hex digits (64 bits) of SHA-256 over the canonical JSON of the config. */
 export function computeRunId(config: RunConfig): string {
-  return createHash("sha256").update(canonicalJson(config)).digest("hex").slice(0, RUN_ID_LENGTH);
+  return sha256Hex(canonicalJson(config)).slice(0, RUN_ID_LENGTH);
 }
