@@ -18,22 +18,30 @@ export const dispatchCounter = { encoded: 0 };
 
 /**
  * A test hook for the A/B gate's own check (benchmarks/ab_gate_check.ts): MQAR_SLOWDOWN_KERNELS, a regular expression,
- * makes every dispatch whose label matches it run twice, a known slowdown the gate must flag. Results of kernels that
- * accumulate are then wrong, so nothing else sets it; a warning says so once per process.
+ * makes every dispatch whose label matches it run MQAR_SLOWDOWN_REPEATS times (default 2), a known slowdown the gate
+ * must flag. Results of kernels that accumulate are then wrong, so nothing else sets it; a warning says so once per
+ * process.
  */
-let slowdown: RegExp | null | undefined;
+let slowdown: { pattern: RegExp; repeats: number } | null | undefined;
 function slowdownRepeats(label: string): number {
   if (slowdown === undefined) {
-    let source: string | undefined;
+    let source: string | undefined, repeats: string | undefined;
     try {
       source = Deno.env.get("MQAR_SLOWDOWN_KERNELS");
+      repeats = Deno.env.get("MQAR_SLOWDOWN_REPEATS");
     } catch {
-      source = undefined; // no env permission: the hook is off
+      source = undefined; // no env permission (or no Deno: a browser): the hook is off
     }
-    slowdown = source ? new RegExp(source) : null;
-    if (slowdown) console.error(`warning: MQAR_SLOWDOWN_KERNELS=${source}: matching kernels run twice (a test hook)`);
+    const n = repeats === undefined ? 2 : Number(repeats);
+    if (source && !(Number.isInteger(n) && n >= 1)) {
+      throw new Error(`MQAR_SLOWDOWN_REPEATS: got "${repeats}", expected an integer >= 1`);
+    }
+    slowdown = source ? { pattern: new RegExp(source), repeats: n } : null;
+    if (slowdown) {
+      console.error(`warning: MQAR_SLOWDOWN_KERNELS=${source}: matching kernels run ${n} times (a test hook)`);
+    }
   }
-  return slowdown?.test(label) ? 2 : 1;
+  return slowdown?.pattern.test(label) ? slowdown.repeats : 1;
 }
 
 /**
