@@ -1,6 +1,6 @@
 // Causal multi-head softmax attention (spec §3.2), forward and backward, heads side by side in the last dimension:
 //   qkv [B*L, 3d]: q = cols [0,d), k = [d,2d), v = [2d,3d); head h uses cols h·dh .. (h+1)·dh of each.
-//   s_ij = scale·q_i·k_j + (j > i ? −10000 : 0);  P = softmax_j(s);  out_i = Σ_j drop_ij·P_ij·v_j  → out [B*L, d]
+//   s_ij = scale·q_i·k_j + (j > i or j < i − window ? −10000 : 0);  P = softmax_j(s);  out_i = Σ_j drop_ij·P_ij·v_j  → out [B*L, d]
 // Backward writes dq, dk, dv into dqkv [B*L, 3d] (overwrite). With D_i = dout_i·out_i (row_dot):
 //   dP_ij = drop_ij·(dout_i·v_j);  dS_ij = P_ij·(dP_ij − D_i);  dq_i = scale·Σ_j dS_ij·k_j;  dk_j = scale·Σ_i dS_ij·q_i;
 //   dv_j = Σ_i drop_ij·P_ij·dout_i.   (D_i = Σ_j P_ij·dP_ij, the softmax backward's row sum, since out_i = Σ_j drop·P·v_j.)
@@ -23,6 +23,7 @@ struct Params {
   scale: f32,       // 1/√dh
   threshold: u32,   // keep when hash >= threshold
   keepScale: f32,   // 1/(1 − p)
+  window: u32,      // keys j with i − window ≤ j ≤ i (sliding window); L or more: every j ≤ i
 }
 
 struct StepParams {
@@ -33,6 +34,16 @@ struct StepParams {
 }
 
 const MASK_VALUE = -10000.0;
+
+// First key a query row i sees: max(0, i − window).
+fn key_lo(i: u32) -> u32 {
+  return i - min(i, p.window);
+}
+
+// One past the last query row that sees key j: min(L, j + window + 1).
+fn query_end(j: u32) -> u32 {
+  return min(p.L, j + min(p.window, p.L) + 1u);
+}
 const NEG_BIG = -3.4028234e38;
 
 // lowbias32 (Chris Wellons): a bijection on u32 with good avalanche.
@@ -172,7 +183,8 @@ fn mat_dot(@builtin(global_invocation_id) gid: vec3<u32>) {
   let j0 = gid.x * 4u;
   let i0 = gid.y * 4u;
   let bh = gid.z;
-  if (i0 >= p.L || j0 >= p.L || j0 > i0 + 3u) {
+  // Blocks wholly above the diagonal or wholly left of the window stay as mat_softmax leaves them: 0.
+  if (i0 >= p.L || j0 >= p.L || j0 > i0 + 3u || j0 + 3u + min(p.window, p.L) < i0) {
     return;
   }
   let b = bh / p.H;
@@ -289,13 +301,14 @@ fn mat_softmax(
   let i = row % p.L;
   let bh = row / p.L;
   let base = row * p.L;
+  let lo = key_lo(i);
   var m = NEG_BIG;
-  for (var j = li; j <= i; j += RW) {
+  for (var j = lo + li; j <= i; j += RW) {
     m = max(m, probs[base + j]);
   }
   m = reduce(li, m, true);
   var s = 0.0;
-  for (var j = li; j <= i; j += RW) {
+  for (var j = lo + li; j <= i; j += RW) {
     s += exp(probs[base + j] - m);
   }
   s = reduce(li, s, false);
@@ -303,7 +316,7 @@ fn mat_softmax(
   let key = dropout_row_key(st.seed, bh / p.H, bh % p.H, i);
   for (var j = li; j < p.L; j += RW) {
     var x = 0.0;
-    if (j <= i) {
+    if (j <= i && j >= lo) {
       x = exp(probs[base + j] - m) / s;
       if (dropping != 0u && hash_step(key, j) < p.threshold) {
         x = -x;
@@ -372,7 +385,7 @@ fn mat_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
   let end = min(i0 + 3u, last);
-  for (var j = 0u; j <= end; j++) {
+  for (var j = key_lo(i0); j <= end; j++) {
     let v = ldx(operand_at(b, j, h, X_STRIDE, X_OFFSET) + c);
     acc0 = fma(vec4<f32>(weight(probs[w0 + j], dropping)), v, acc0);
     acc1 = fma(vec4<f32>(weight(probs[w1 + j], dropping)), v, acc1);
@@ -407,7 +420,8 @@ fn mat_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
   var acc1 = vec4<f32>(0.0);
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
-  for (var i = j0; i < p.L; i++) {
+  let iEnd = query_end(min(j0 + 3u, last));
+  for (var i = j0; i < iEnd; i++) {
     let v = ldx(operand_at(b, i, h, X_STRIDE, X_OFFSET) + c);
     let row = (bh * p.L + i) * p.L;
     acc0 = fma(vec4<f32>(weight(probs[row + j0], dropping)), v, acc0);
@@ -473,7 +487,7 @@ fn flash_fwd(
   var m = NEG_BIG;
   var l = 0.0;
   var acc: array<f32, CPT>;
-  for (var j0 = 0u; j0 <= i; j0 += FW) {
+  for (var j0 = key_lo(i); j0 <= i; j0 += FW) {
     workgroupBarrier(); // qRow loaded; the previous tile's weights consumed
     let j = j0 + li;
     var s = NEG_BIG;
@@ -556,7 +570,7 @@ fn flash_dq(
   let rowLse = lse[row];
   let rowDot = rowD[row];
   var acc: array<f32, CPT>;
-  for (var j0 = 0u; j0 <= i; j0 += FW) {
+  for (var j0 = key_lo(i); j0 <= i; j0 += FW) {
     workgroupBarrier();
     let j = j0 + li;
     var ds = 0.0;
@@ -631,12 +645,13 @@ fn flash_dkdv(
   }
   var accK: array<f32, CPT>;
   var accV: array<f32, CPT>;
-  for (var i0 = j; i0 < p.L; i0 += FW) {
+  let iEnd = query_end(j);
+  for (var i0 = j; i0 < iEnd; i0 += FW) {
     workgroupBarrier();
     let i = i0 + li;
     var pd = 0.0;
     var ds = 0.0;
-    if (i < p.L) {
+    if (i < iEnd) {
       let qo = q_at(b, i, h);
       let go = o_at(b, i, h);
       var sDot = 0.0;
@@ -654,7 +669,7 @@ fn flash_dkdv(
     pdTile[li] = pd;
     dsTile[li] = ds;
     workgroupBarrier();
-    let count = min(FW, p.L - i0);
+    let count = min(FW, iEnd - i0);
     for (var k = 0u; k < CPT; k++) {
       let c = li + k * FW;
       if (c < p.dh) {

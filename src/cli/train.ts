@@ -54,6 +54,7 @@ ${mixerHelp("                            ")}
   --mamba-init reference|original  mamba: the reference code's dt_proj init (default) or Mamba's own
   --wkv-bf16              rwkv, conv_rwkv: round the wkv output and its gradients to bfloat16 as the reference code
                           does (default: float32, like every other mixer)
+  --window N              sliding_window: query i attends to keys i-N..i (zoology's SlidingAttn block_size; default 256)
   --out FILE              result record path (default results/runs/<run id>.json)
   --save FILE             save the trained weights as safetensors (PyTorch state_dict names)
   --json                  print the result record on stdout`;

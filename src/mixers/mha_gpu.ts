@@ -1,12 +1,16 @@
-/** GPU builder of the MHA mixer (mha.ts): Wqkv (bias) → causal softmax with −10000 mask, dropout 0.1 → out_proj. */
+/**
+ * GPU builder of the MHA layers (mha.ts): Wqkv (bias) → causal softmax with the −10000 mask (and a sliding window for
+ * sliding_window), the layer's dropout → out_proj.
+ */
 import type { Dispatch } from "../ops/_dispatch.ts";
 import { createAttention } from "../ops/attention.ts";
 import { linearBackward, linearForward } from "../model/linear.ts";
 import type { MixerBuilder } from "./types.ts";
-import { ATTENTION_DROPOUT } from "./mha.ts";
+import { layerWindow, type MhaOptions } from "./mha.ts";
 
 export const buildMha: MixerBuilder = (ctx) => {
   const { gpu, cfg, rows, batch } = ctx;
+  const options = ctx.layer.options as MhaOptions;
   const d = cfg.dModel;
   const qkv = ctx.activation("qkv", [rows, 3 * d]);
   const attnOut = ctx.activation("attn_out", [rows, d]);
@@ -39,7 +43,8 @@ export const buildMha: MixerBuilder = (ctx) => {
     L: cfg.seqLen,
     d,
     H: cfg.attnHeads,
-    dropout: ctx.training ? ATTENTION_DROPOUT : 0,
+    dropout: ctx.training ? options.dropout : 0,
+    window: layerWindow(options, cfg),
   });
   attention.setStep({ seed: 0, training: ctx.training });
   const forward: Dispatch[] = [

@@ -4,7 +4,7 @@
  * analytic cost model and config validation. A new mixer: its descriptor file (descriptor.ts explains the parts), its
  * GPU builder (gpu_registry.ts), its ops/kernels/reference files, its tests, and one line here.
  */
-import { attention, convAttention } from "./mha.ts";
+import { attention, convAttention, slidingWindow } from "./mha.ts";
 import { based, rebased, rebasedGamma, rebasedGammaBeta, rebasedNorm, rebasedX2 } from "./linear_attention.ts";
 import { convRwkv, rwkv } from "./rwkv.ts";
 import { mamba } from "./mamba.ts";
@@ -24,6 +24,7 @@ export const ARCHITECTURES = [
   convRwkv,
   mamba,
   hyena,
+  slidingWindow,
 ] as const;
 
 type Registered = typeof ARCHITECTURES[number];

@@ -26,9 +26,22 @@ export interface ArchConfig {
    * zero bias) or "original" (Mamba's own: U(±dt_rank^-0.5) weight, bias softplus⁻¹ of a log-uniform dt in [1e-3, 0.1]).
    */
   mambaInit?: "reference" | "original";
+  /**
+   * sliding_window only: query i attends to keys i − window ≤ j ≤ i (zoology's SlidingAttn `block_size`, default
+   * DEFAULT_WINDOW = 256, its default).
+   */
+  window?: number;
 }
 
+/** zoology's SlidingAttn default block_size (zoology/mixers/slide_attn.py). */
+export const DEFAULT_WINDOW = 256;
+
 export const MODEL_DEFAULTS = { vocabSize: 8192, numHeads: 12, featureDim: 16, attnHeads: 1 } as const;
+
+/** The window a sliding-window layer uses: the config's, else the default. */
+export function windowOf(cfg: Pick<ArchConfig, "window">): number {
+  return cfg.window ?? DEFAULT_WINDOW;
+}
 
 /** A user-facing configuration error: the message names the field, the value and what is allowed. */
 export class ModelConfigError extends Error {

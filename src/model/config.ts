@@ -106,6 +106,20 @@ export function validateArchConfig(cfg: BaseArchConfig): asserts cfg is ArchConf
       "mambaInit",
     );
   }
+  if (cfg.window !== undefined) {
+    if (typeof cfg.window !== "number" || !Number.isSafeInteger(cfg.window) || cfg.window < 0) {
+      throw new ModelConfigError(`window: ${JSON.stringify(cfg.window)} must be a non-negative integer`, "window");
+    }
+    if (!arch.layers.some((l) => (l.options as { windowed?: boolean } | null)?.windowed)) {
+      const windowed = ARCHITECTURES.filter((a) =>
+        a.layers.some((l) => (l.options as { windowed?: boolean } | null)?.windowed)
+      );
+      throw new ModelConfigError(
+        `window: ${cfg.mixer} has no sliding window; mixers with one: ${windowed.map((a) => a.name).join(", ")}`,
+        "window",
+      );
+    }
+  }
   // Each layer's own shape constraints (e.g. a d its head layout cannot split).
   for (const layer of new Set(arch.layers)) layer.validate?.(cfg);
   // Every element count must stay an exact integer in a float64 and fit one WebGPU-sized Float32Array.

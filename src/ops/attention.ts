@@ -43,6 +43,11 @@ export interface AttentionArgs {
   H: number;
   /** Dropout probability on the attention probabilities in training (spec: 0.1). Default 0. */
   dropout?: number;
+  /**
+   * Sliding window: query i sees keys i − window ≤ j ≤ i (zoology's SlidingAttn `block_size`, its −10000 mask outside).
+   * Default: every j ≤ i.
+   */
+  window?: number;
   variant?: AttentionVariant;
   /** Invocations per row of the materialized softmax (a power of two); default 8 on CPU rasterisers, 64 on GPUs. */
   softmaxLanes?: number;
@@ -101,6 +106,10 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
   need(args.dout, B * L * d, "dout");
   need(args.dqkv, B * L * 3 * d, "dqkv");
   const p = args.dropout ?? 0;
+  const window = args.window ?? L;
+  if (!Number.isInteger(window) || window < 0) {
+    throw new Error(`${label}: window=${args.window} must be a non-negative integer`);
+  }
   const threshold = attentionDropoutThreshold(p);
   const variant = args.variant ?? selectAttentionVariant(gpu, { B, L, H });
   const rowCount = B * H * L;
@@ -114,6 +123,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     ["f32", 1 / Math.sqrt(dh)],
     ["u32", threshold],
     ["f32", 1 / (1 - p)],
+    ["u32", Math.min(window, L)],
   ]);
   const stepFields = (seed: number, training: boolean): UniformField[] => [
     ["u32", seed >>> 0],

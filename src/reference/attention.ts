@@ -45,6 +45,8 @@ export interface AttentionShape {
   L: number;
   d: number;
   H: number;
+  /** Sliding window: keys j < i − window get the mask too (zoology's SlidingAttn); default none. */
+  window?: number;
 }
 
 export interface AttentionDropout {
@@ -100,7 +102,8 @@ export function attentionForwardRef(
           const ko = (b * L + j) * 3 * d + d + h * dh;
           let dot = 0;
           for (let c = 0; c < dh; c++) dot += qkv[qo + c] * qkv[ko + c];
-          s[j] = dot * scale + (j > i ? CAUSAL_MASK_VALUE : 0);
+          const masked = j > i || (shape.window !== undefined && j < i - shape.window);
+          s[j] = dot * scale + (masked ? CAUSAL_MASK_VALUE : 0);
           max = Math.max(max, s[j]);
         }
         let sum = 0;

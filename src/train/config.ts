@@ -132,6 +132,7 @@ export function modelConfigOf(cfg: RunConfig): ModelConfig {
     vocabSize: cfg.vocabSize,
     wkvBf16: cfg.wkvBf16,
     mambaInit: cfg.mambaInit,
+    window: cfg.window,
   });
 }
 

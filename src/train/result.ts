@@ -35,6 +35,8 @@ export interface RunConfig {
   mambaInit?: "reference" | "original";
   /** RWKV only, absent = false: round the wkv output and its gradients to bfloat16 as the reference code does. */
   wkvBf16?: boolean;
+  /** sliding_window only, absent = DEFAULT_WINDOW: query i sees keys i − window ≤ j ≤ i (see ArchConfig.window). */
+  window?: number;
 }
 
 export type RunStatus = "ok" | "nan" | "error";

@@ -72,6 +72,13 @@ export const RUN_FIELDS = {
     flag: "wkv-bf16",
     what: "RWKV: round wkv and its gradients to bfloat16",
   },
+  window: {
+    type: "int",
+    min: 0,
+    optional: true,
+    flag: "window",
+    what: "sliding_window: earlier keys each query sees (zoology's block_size; default 256)",
+  },
 } as const satisfies Record<keyof RunConfig, FieldSpec>;
 
 export type RunFieldName = keyof typeof RUN_FIELDS;

@@ -193,7 +193,15 @@ Deno.test("bad input: numbers, repeated flags and duplicate keys", async () => {
     await oneLine(["train", "--mixer", "rwkv", "--d-model", "1"], /dModel: 1 must be >= 2 for rwkv/);
     await oneLine(["train", "--mixer", "conv_rwkv", "--wkv-bf16", "--d-model", "1"], /dModel: 1 must be >= 2/);
     await oneLine(["train", "--mixer", "based", "--d-model", "8"], /dModel: 8 is too small for based/);
-    await oneLine(["train", "--mixer", "h3"], /mixer: got "h3", expected one of attention, .*hyena$/);
+    await oneLine(["train", "--mixer", "h3"], /mixer: got "h3", expected one of attention, .*sliding_window$/);
+    await oneLine(
+      ["train", "--mixer", "rebased", "--window", "8"],
+      /window: rebased has no sliding window; mixers with one: sliding_window/,
+    );
+    await oneLine(
+      ["train", "--mixer", "sliding_window", "--window", "-1"],
+      /--window: got "-1", expected an integer \(decimal digits\) >= 0/,
+    );
     await oneLine(["train", "--mixer", "mamba", "--mamba-init", "fancy"], /--mamba-init|mambaInit: got "fancy"/);
     const big = await json(dir, '{"lr": 1e999}');
     await oneLine(["train", "--config", big], /lr: got Infinity \(out of the float64 range\)/);

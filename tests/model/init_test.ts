@@ -74,6 +74,8 @@ function layout(layer0: readonly (readonly [string, readonly number[]])[], layer
 const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
   attention: layout(mha(L0), mha(L1)),
   conv_attention: layout(BASECONV, mha(L1)),
+  // zoology's SlidingAttn has MHA's modules (Wqkv, out_proj with biases); the window is only a mask.
+  sliding_window: layout(BASECONV, mha(L1)),
   based: layout(BASECONV, PROJ),
   rebased_x2: layout(BASECONV, PROJ),
   rebased_norm: layout(BASECONV, PROJ),

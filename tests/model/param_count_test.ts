@@ -104,6 +104,8 @@ Deno.test("param count: totals at d=64, L=64, V=8192 (spec §4.1) for all traina
     mamba: 593920,
     // Vd + Ld + 10d + 2·(4d² + 17d + 64 + 256 + 8320 + 64d + 3L) (spec §3.7).
     hyena: 589824,
+    // conv_attention's modules.
+    sliding_window: 550080,
   };
   assertEquals(Object.keys(expected).sort(), [...MIXERS].sort());
   for (const mixer of MIXERS) {

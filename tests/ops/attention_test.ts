@@ -22,6 +22,8 @@ interface Case extends AttentionShape {
   softmaxLanes?: number;
   /** Workgroup of the materialized blocked kernels (default: the adapter's). */
   blockWorkgroup?: readonly [number, number];
+  /** Sliding window (keys i − window ≤ j ≤ i). */
+  window?: number;
 }
 
 // The brief's grid (L ∈ {1, 5, 17}, d ∈ {8, 64}, H ∈ {1, 2}, dropout ∈ {0, 0.1}), plus the paper's d = 192 (dh > 64:
@@ -42,6 +44,13 @@ CASES.push({ B: 1, L: 130, d: 8, H: 2, dropout: 0.1, softmaxLanes: 64, blockWork
   dropout: 0,
   softmaxLanes: 1,
 });
+// Sliding windows (sliding_window mixer): inside one 4×4 block, across blocks and flash tiles, only the diagonal (0).
+CASES.push(
+  { B: 2, L: 17, d: 8, H: 2, dropout: 0.1, window: 3 },
+  { B: 1, L: 130, d: 8, H: 1, dropout: 0.1, window: 70 },
+  { B: 1, L: 9, d: 6, H: 1, dropout: 0, window: 0 },
+  { B: 2, L: 40, d: 16, H: 1, dropout: 0, window: 39 },
+);
 // Head widths that are not multiples of 4 (the blocked kernels' scalar path and channel tails).
 CASES.push({ B: 2, L: 9, d: 6, H: 1, dropout: 0.1 }, { B: 1, L: 7, d: 10, H: 2, dropout: 0 });
 // A long sequence: llvmpipe silently ends an invocation after 65535 loop iterations (see linear_attention.ts), and the
@@ -65,7 +74,8 @@ for (const variant of VARIANTS) {
   for (const c of CASES) {
     const { B, L, d, H, dropout } = c;
     const lanes = (c.softmaxLanes ? ` softmaxLanes=${c.softmaxLanes}` : "") +
-      (c.blockWorkgroup ? ` workgroup=${c.blockWorkgroup.join("x")}` : "");
+      (c.blockWorkgroup ? ` workgroup=${c.blockWorkgroup.join("x")}` : "") +
+      (c.window !== undefined ? ` window=${c.window}` : "");
     Deno.test({
       name: `attention ${variant}: B=${B} L=${L} d=${d} H=${H} dropout=${dropout}${lanes} forward+backward`,
       ...gpuTest,
@@ -96,6 +106,7 @@ for (const variant of VARIANTS) {
             variant,
             softmaxLanes: c.softmaxLanes,
             blockWorkgroup: c.blockWorkgroup,
+            window: c.window,
           }));
         const drop = dropout > 0 ? { p: dropout, seed: SEED } : undefined;
         if (drop && L >= 17) {
