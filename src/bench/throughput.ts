@@ -18,7 +18,7 @@ import { mixSeed, Rng } from "../data/rng.ts";
 import { type Dispatch, dispatchCounter, submit } from "../ops/_dispatch.ts";
 import type { AdamWOp } from "../ops/adamw.ts";
 import { matmul } from "../ops/matmul.ts";
-import { makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
+import { hasWindow, makeModelConfig, type MixerName, type ModelConfig } from "../model/config.ts";
 import { buildModelGraph, type ModelGraph } from "../model/graph.ts";
 import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
@@ -49,6 +49,8 @@ export interface BenchSettings {
   /** Untimed steps before timing (first-use costs). */
   warmup: number;
   vocabSize: number;
+  /** Sliding window of the mixers that have one (others ignore it); null: their default. */
+  window: number | null;
   /** Labelled positions per example; null: the sweep's default N for each L (L/4, 16 at L = 128). */
   kvPairs: number | null;
   seed: number;
@@ -72,6 +74,7 @@ export const BENCH_DEFAULTS: BenchSettings = {
   repeats: 3,
   warmup: 1,
   vocabSize: 8192,
+  window: null,
   kvPairs: null,
   seed: 42,
   lr: 1e-3,
@@ -487,6 +490,11 @@ export function caseId(mixer: string, dModel: number, seqLen: number): string {
   return `${mixer}/d${dModel}/L${seqLen}`;
 }
 
+/** The window field of a case's model config: --window for mixers with a sliding window, nothing for the rest. */
+export function benchWindow(settings: Pick<BenchSettings, "window">, mixer: string): { window?: number } {
+  return settings.window !== null && hasWindow(mixer) ? { window: settings.window } : {};
+}
+
 /** Benchmarks one mixer × d × L. Never throws for a case-level failure: the result says "error" with the message. */
 export async function benchCase(
   gpu: Gpu,
@@ -496,7 +504,13 @@ export async function benchCase(
   seqLen: number,
   hooks: BenchHooks = {},
 ): Promise<BenchCaseResult> {
-  const cfg = makeModelConfig({ mixer, dModel, seqLen, vocabSize: settings.vocabSize });
+  const cfg = makeModelConfig({
+    mixer,
+    dModel,
+    seqLen,
+    vocabSize: settings.vocabSize,
+    ...benchWindow(settings, mixer),
+  });
   const N = settings.kvPairs ?? defaultNumKvPairs(seqLen);
   validateMqarConfig(benchMqarConfig(cfg, N, 1));
   const plan = planBatch(cfg, settings.batchSize, N, bufferLimit(gpu), settings.maxMemoryBytes, gpu.info.software);

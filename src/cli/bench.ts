@@ -7,6 +7,7 @@ import {
   benchMqarConfig,
   type BenchReport,
   type BenchSettings,
+  benchWindow,
   runBench,
 } from "../bench/throughput.ts";
 import { benchText, writeBenchOutputs } from "../bench/output.ts";
@@ -17,7 +18,7 @@ import { writeTextAtomic } from "../io/atomic.ts";
 const D = BENCH_DEFAULTS;
 
 const USAGE = `Usage: mqar bench [--mixers a,b] [--d-models 64,128] [--seq-lens 256,2048] [--batch-size N] [--steps N]
-                  [--repeats N] [--warmup N] [--vocab-size N] [--kv-pairs N] [--seed N] [--max-memory-mib N]
+                  [--repeats N] [--warmup N] [--vocab-size N] [--window N] [--kv-pairs N] [--seed N] [--max-memory-mib N]
                   [--no-inference] [--no-profile] [--profile-passes N] [--json] [--out DIR]
 
 For each mixer × d_model × seq_len: builds the training graph at micro-batch = --batch-size, warms up, then times
@@ -37,6 +38,7 @@ that does not fit at batch 1 is skipped with a note.
   --repeats N           timed repeats (median reported), default ${D.repeats}
   --warmup N            untimed steps first, default ${D.warmup}
   --vocab-size N        default ${D.vocabSize}
+  --window N            sliding window of the mixers that have one (sliding_window; default theirs, 256)
   --kv-pairs N          labelled positions per example, default the sweep's N for each L (L/4; 16 at L=128)
   --seed N              parameter init and dropout seed, default ${D.seed}
   --max-memory-mib N    also reduce the batch until the analytic bytes fit this budget
@@ -59,6 +61,7 @@ const FLAGS = {
   repeats: { type: "string" },
   warmup: { type: "string" },
   "vocab-size": { type: "string" },
+  window: { type: "string" },
   "kv-pairs": { type: "string" },
   seed: { type: "string" },
   "max-memory-mib": { type: "string" },
@@ -108,6 +111,7 @@ export function benchSettingsFromArgs(args: string[]): { settings: BenchSettings
     repeats: int("repeats") ?? D.repeats,
     warmup: int("warmup", 0) ?? D.warmup,
     vocabSize: int("vocab-size", 4) ?? D.vocabSize,
+    window: int("window", 0) ?? null,
     kvPairs: int("kv-pairs") ?? null,
     seed: int("seed", 0) ?? D.seed,
     inference: !v["no-inference"],
@@ -121,7 +125,13 @@ export function benchSettingsFromArgs(args: string[]): { settings: BenchSettings
       for (const L of settings.seqLens) {
         let cfg;
         try {
-          cfg = makeModelConfig({ mixer, dModel: d, seqLen: L, vocabSize: settings.vocabSize });
+          cfg = makeModelConfig({
+            mixer,
+            dModel: d,
+            seqLen: L,
+            vocabSize: settings.vocabSize,
+            ...benchWindow(settings, mixer),
+          });
         } catch (e) {
           if (!(e instanceof ModelConfigError)) throw e;
           const flag = e.field === "vocabSize" ? "--vocab-size" : e.field === "seqLen" ? "--seq-lens" : "--d-models";

@@ -81,6 +81,11 @@ export function validateModelConfig(cfg: BaseArchConfig): asserts cfg is ModelCo
 }
 
 /** Throws ModelConfigError naming the first invalid field. */
+/** Whether an architecture has a layer that reads ArchConfig.window (a sliding window). */
+export function hasWindow(mixer: string): boolean {
+  return Boolean(findArchitecture(mixer)?.layers.some((l) => (l.options as { windowed?: boolean } | null)?.windowed));
+}
+
 export function validateArchConfig(cfg: BaseArchConfig): asserts cfg is ArchConfig {
   const mixer: unknown = cfg.mixer;
   const arch = typeof mixer === "string" ? findArchitecture(mixer) : undefined;
@@ -110,10 +115,8 @@ export function validateArchConfig(cfg: BaseArchConfig): asserts cfg is ArchConf
     if (typeof cfg.window !== "number" || !Number.isSafeInteger(cfg.window) || cfg.window < 0) {
       throw new ModelConfigError(`window: ${JSON.stringify(cfg.window)} must be a non-negative integer`, "window");
     }
-    if (!arch.layers.some((l) => (l.options as { windowed?: boolean } | null)?.windowed)) {
-      const windowed = ARCHITECTURES.filter((a) =>
-        a.layers.some((l) => (l.options as { windowed?: boolean } | null)?.windowed)
-      );
+    if (!hasWindow(arch.name)) {
+      const windowed = ARCHITECTURES.filter((a) => hasWindow(a.name));
       throw new ModelConfigError(
         `window: ${cfg.mixer} has no sliding window; mixers with one: ${windowed.map((a) => a.name).join(", ")}`,
         "window",
