@@ -1,6 +1,7 @@
 /** `mqar params`: exact parameter counts with a per-module breakdown, the paper's Table 4, and the full per-L table. */
 import { type ArchName, ARCHS, makeArchConfig, mixerHelp } from "../model/config.ts";
 import { checkTable4, paramBreakdown, paramCount } from "../model/param_count.ts";
+import { stateSize } from "../model/state_size.ts";
 import { type Command, numberFlag, parseFlags, printJson, UsageError } from "./_common.ts";
 
 const TABLE_DS = [64, 128, 256, 512];
@@ -83,13 +84,22 @@ export const paramsCommand: Command = {
     if (dModel === undefined) throw new UsageError("--d-model is required (e.g. 64)");
     if (seqLen === undefined) throw new UsageError("--seq-len is required (e.g. 256): it sizes the position table");
     const vocabSize = numberFlag("vocab-size", values["vocab-size"], { integer: true, min: 2 });
-    const b = paramBreakdown(makeArchConfig({ mixer: values.mixer as ArchName, dModel, seqLen, vocabSize }));
-    if (values.json) printJson(b);
+    const cfg = makeArchConfig({ mixer: values.mixer as ArchName, dModel, seqLen, vocabSize });
+    const b = paramBreakdown(cfg);
+    const state = stateSize(cfg);
+    if (values.json) printJson({ ...b, stateFloats: state });
     else {
       console.log(`${b.arch}  d_model=${b.dModel}  seq_len=${b.seqLen}  vocab=${b.vocabSize}`);
       for (const r of b.rows) console.log(`  ${r.module.padEnd(36)}${fmt(r.params).padStart(12)}`);
       console.log(`  ${"total".padEnd(36)}${fmt(b.total).padStart(12)}`);
       console.log(`  (${b.tie})`);
+      const show = (n: number | null) => (n === null ? "–" : fmt(n));
+      console.log(
+        `  recurrent state per sequence at L=${seqLen}: ${state.perLayer.map(show).join(" + ")} = ${
+          show(state.total)
+        } ` +
+          "floats (softmax attention: its KV cache)",
+      );
     }
     return Promise.resolve(0);
   },
