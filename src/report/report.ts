@@ -8,6 +8,7 @@ import type { RunResult } from "../train/result.ts";
 import { type ArchName, makeArchConfig } from "../model/config.ts";
 import { findArchitecture } from "../mixers/registry.ts";
 import { paramCount } from "../model/param_count.ts";
+import { stateSize } from "../model/state_size.ts";
 import {
   aggregate,
   type Aggregation,
@@ -163,6 +164,47 @@ function figure1(
     panels: [{
       title: taskLabel(task),
       x: { label: "model dimension d_model (log2 scale)", scale: "log2", ticks: dModels },
+      y: ACCURACY_AXIS("test accuracy (fraction of queries)"),
+      series,
+    }],
+  };
+}
+
+/** Recurrent state floats per sequence of a cell's model (from one of its records: the window, if any, is the config's). */
+function cellStateFloats(row: SummaryRow, results: readonly RunResult[]): number | null {
+  const r = results.find((x) =>
+    x.config.mixer === row.mixer && x.config.dModel === row.dModel && x.config.seqLen === row.seqLen &&
+    x.config.numKvPairs === row.numKvPairs
+  );
+  if (!r || !findArchitecture(r.config.mixer)) return null;
+  const { mixer, dModel, seqLen, vocabSize, window } = r.config;
+  return stateSize(makeArchConfig({ mixer: mixer as ArchName, dModel, seqLen, vocabSize, window })).total;
+}
+
+/** Accuracy against recurrent state size, the axis zoology compares recall on: a point per (mixer, d_model). */
+function stateFigure(
+  task: Task,
+  rows: SummaryRow[],
+  results: readonly RunResult[],
+  mixers: string[],
+  style: (m: string) => { color: string; marker: MarkerShape },
+): Figure {
+  const series: Series[] = mixers.map((mixer) => ({
+    name: mixer,
+    ...style(mixer),
+    points: rows.filter((r) => r.mixer === mixer).flatMap((r) => {
+      const x = cellStateFloats(r, results);
+      return x === null ? [] : [{ x, y: r.mean }];
+    }).sort((a, b) => a.x - b.x),
+  })).filter((s) => s.points.length > 0);
+  return {
+    title: `MQAR accuracy vs recurrent state size (${taskLabel(task)})`,
+    subtitle: "state: floats a layer keeps per sequence (softmax attention: its KV cache at L), both layers; " +
+      "a point per d_model at its best lr",
+    legendTitle: "mixer",
+    panels: [{
+      title: taskLabel(task),
+      x: { label: "recurrent state (floats per sequence, log2 scale)", scale: "log2" },
       y: ACCURACY_AXIS("test accuracy (fraction of queries)"),
       series,
     }],
@@ -485,6 +527,15 @@ export function buildReport(results: readonly RunResult[], opts: ReportOptions =
       file: `figure1-accuracy-vs-d-${tag}.svg`,
       fig: figure1(task, taskRows, mixers, style),
       caption: `Accuracy vs d_model at ${taskLabel(task)}.`,
+    });
+  }
+  for (const task of tasks) {
+    const taskRows = rows.filter((r) => sameTask(r, task));
+    figures.push({
+      section: "figure1",
+      file: `accuracy-vs-state-${taskTag(task, tasks)}.svg`,
+      fig: stateFigure(task, taskRows, results, mixers, style),
+      caption: `Accuracy vs recurrent state size at ${taskLabel(task)}.`,
     });
   }
   for (const task of tasks) {

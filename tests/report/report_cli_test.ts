@@ -18,12 +18,12 @@ Deno.test("mqar report: end to end from a sharded results directory to a report 
       reportCommand.run(["--results", `${dir}/runs`, "--out", `${dir}/report`, "--title", "E2E"])
     );
     assertEquals(r.code, 0, r.err);
-    assert(r.out.includes(`${results.length} records, 18 cells; wrote 16 files`), r.out);
+    assert(r.out.includes(`${results.length} records, 18 cells; wrote 19 files`), r.out);
     assert(r.err.includes("ignored a torn last line"), r.err);
     assert(r.err.includes("1 run ids appear more than once"), r.err);
 
     const files = [...Deno.readDirSync(`${dir}/report`)].map((e) => e.name).sort();
-    assertEquals(files.length, 16);
+    assertEquals(files.length, 19);
     const html = await Deno.readTextFile(`${dir}/report/index.html`);
     for (const name of files.filter((f) => f.endsWith(".svg"))) {
       const svg = await Deno.readTextFile(`${dir}/report/${name}`);

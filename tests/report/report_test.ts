@@ -19,6 +19,9 @@ Deno.test("report: every expected file, numbers that match the aggregation", () 
   const out = buildReport(results, { title: "test report", generatedAt: "2025-01-01T00:00:00Z" });
   const names = out.files.map((f) => f.name);
   assertEquals(names.sort(), [
+    "accuracy-vs-state-L128.svg",
+    "accuracy-vs-state-L256-N32.svg",
+    "accuracy-vs-state-L256-N64.svg",
     "by-lr.csv",
     "evp-L128.svg",
     "evp-L256-N32.svg",
@@ -83,7 +86,7 @@ Deno.test("report: figures are well-formed SVG naming every mixer; index.html in
   const out = buildReport(syntheticResults(), { generatedAt: "fixed" });
   const html = out.files.find((f) => f.name === "index.html")!.content;
   const svgs = out.files.filter((f) => f.name.endsWith(".svg"));
-  assertEquals(svgs.length, 8);
+  assertEquals(svgs.length, 11);
   for (const f of svgs) {
     const doc = checkXml(f.content);
     assertEquals(doc.root, "svg", f.name);
@@ -112,7 +115,9 @@ Deno.test("report: figures are well-formed SVG naming every mixer; index.html in
     assert(html.includes(`<section id="${id}">`) && html.includes(`href="#${id}"`), id);
   }
   assert(html.includes(escapeHtml("±")) && html.includes("<table>"));
-  assertEquals((html.match(/<svg /g) ?? []).length, 8);
+  assertEquals((html.match(/<svg /g) ?? []).length, 11);
+  const state = svgs.find((f) => f.name === "accuracy-vs-state-L128.svg")!.content;
+  assert(state.includes("recurrent state (floats per sequence, log2 scale)"), "state axis");
 });
 
 Deno.test("report: hostile names are escaped everywhere; output is deterministic", () => {
