@@ -103,8 +103,9 @@ function makeMhaLayer(options: MhaOptions, label: string): LayerDescriptor<MhaOp
         act(`${label}.attn.rowD`, B * H * L);
       }
       // Materialized attention keeps the [B, H, L, L] probabilities; flash only a log-sum-exp per row.
-      if (selectAttentionVariant(adapter, { B, L, H }) === "materialized") act(`${label}.attn.probs`, B * H * L * L);
-      else act(`${label}.attn.lse`, B * H * L);
+      if (selectAttentionVariant(adapter, { B, L, H, window: layerWindow(options, cfg) }) === "materialized") {
+        act(`${label}.attn.probs`, B * H * L * L);
+      } else act(`${label}.attn.lse`, B * H * L);
     },
     // The KV cache at L (sliding window: of the last window + 1 tokens).
     stateFloats: (cfg) => 2 * cfg.dModel * Math.min(cfg.seqLen, (layerWindow(options, cfg) ?? cfg.seqLen) + 1),

@@ -80,9 +80,11 @@ export function attentionDropoutThreshold(p: number): number {
  */
 export function selectAttentionVariant(
   adapter: { limits: Readonly<Record<string, number>> },
-  shape: { B: number; L: number; H: number },
+  shape: { B: number; L: number; H: number; window?: number },
 ): AttentionVariant {
   const { B, L, H } = shape, limits = adapter.limits;
+  // A window much shorter than L: flash visits only the window's keys (O(L·w)), materialized still fills L×L rows.
+  if (shape.window !== undefined && shape.window * 4 < L) return "flash";
   const bytes = B * H * L * L * 4;
   const limit = Math.min(limits.maxStorageBufferBindingSize ?? 2 ** 27, limits.maxBufferSize ?? 2 ** 28);
   return bytes > Math.min(limit, 256 * 2 ** 20) ? "flash" : "materialized";
@@ -111,7 +113,7 @@ export function createAttention(gpu: Gpu, label: string, args: AttentionArgs): A
     throw new Error(`${label}: window=${args.window} must be a non-negative integer`);
   }
   const threshold = attentionDropoutThreshold(p);
-  const variant = args.variant ?? selectAttentionVariant(gpu, { B, L, H });
+  const variant = args.variant ?? selectAttentionVariant(gpu, { B, L, H, window: args.window });
   const rowCount = B * H * L;
   const alloc = gpu.allocator;
   const params = makeUniform(gpu, `${label}.params`, [

@@ -1,5 +1,10 @@
 import { readTensor, withGpuErrors, writeTensor } from "../../src/gpu/device.ts";
-import { attentionDropoutThreshold, type AttentionVariant, createAttention } from "../../src/ops/attention.ts";
+import {
+  attentionDropoutThreshold,
+  type AttentionVariant,
+  createAttention,
+  selectAttentionVariant,
+} from "../../src/ops/attention.ts";
 import { submit } from "../../src/ops/_dispatch.ts";
 import {
   attentionBackwardRef,
@@ -224,4 +229,12 @@ Deno.test("attention reference: causal probabilities, additive -10000 mask, drop
   // lowbias32 fixes 0, which is why hashStep offsets its state before mixing.
   assertEquals(hashU32(0), 0);
   assert(dropoutBits(0, 0, 0, 0, 0) !== 0);
+});
+
+Deno.test("attention variant rule: materialized while L² fits; flash past it, and for windows under L/4", () => {
+  const adapter = { limits: { maxStorageBufferBindingSize: 2 ** 27, maxBufferSize: 2 ** 28 } };
+  assertEquals(selectAttentionVariant(adapter, { B: 8, L: 256, H: 1 }), "materialized");
+  assertEquals(selectAttentionVariant(adapter, { B: 64, L: 2048, H: 1 }), "flash");
+  assertEquals(selectAttentionVariant(adapter, { B: 8, L: 256, H: 1, window: 64 }), "materialized");
+  assertEquals(selectAttentionVariant(adapter, { B: 8, L: 2048, H: 1, window: 64 }), "flash");
 });
