@@ -5,6 +5,11 @@
 import { parseRunConfigInput, type RunConfigInput } from "../train/config.ts";
 import { runFlagFields } from "../train/run_fields.ts";
 
+/** Whether this process is the deno CLI running a script (not a `deno compile` binary, whose executable is itself). */
+export function runningUnderDenoCli(): boolean {
+  return /^deno(\.exe)?$/.test(Deno.execPath().split(/[\\/]/).pop() ?? "");
+}
+
 /** A mistake by the user (bad flag, bad config value): printed as one line, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";

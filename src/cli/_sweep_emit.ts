@@ -12,6 +12,7 @@ import {
 } from "../sweep/emit.ts";
 import { isResultsDirectory } from "../sweep/results_file.ts";
 import { numberFlag, printJson, UsageError } from "./_common.ts";
+import { runningUnderDenoCli } from "./_flag_values.ts";
 import type { PlannedRun, SweepConfig } from "../sweep/grid.ts";
 
 export interface EmitFlags {
@@ -30,7 +31,7 @@ export interface EmitFlags {
 /** How a Slurm task starts this same mqar: the compiled binary itself, or this deno running this checkout's main.ts. */
 export function thisInvocation(): { command: string[]; workDir?: string } {
   const exe = Deno.execPath();
-  if (!/^deno(\.exe)?$/.test(basename(exe))) return { command: [exe] };
+  if (!runningUnderDenoCli()) return { command: [exe] };
   const main = new URL("../../main.ts", import.meta.url).pathname;
   return { command: [exe, "run", "-A", main], workDir: dirname(main) };
 }

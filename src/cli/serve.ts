@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { type Command, numberFlag, parseFlags, UsageError } from "./_common.ts";
+import { runningUnderDenoCli } from "./_flag_values.ts";
 import { pageHtml } from "../serve/page.ts";
 
 const USAGE = `Usage: mqar serve [--port N] [--host ADDRESS]
@@ -25,7 +26,7 @@ const KERNELS = new URL("../../kernels/", import.meta.url);
 /** Bundles the page's script for the browser; needs the deno that runs this checkout (not a compiled binary). */
 async function bundleApp(): Promise<string> {
   const exe = Deno.execPath();
-  if (!/^deno(\.exe)?$/.test(exe.split(/[\\/]/).pop() ?? "")) {
+  if (!runningUnderDenoCli()) {
     throw new UsageError("serve bundles the page from the source checkout: run it with `deno task mqar serve`");
   }
   const dir = await Deno.makeTempDir({ prefix: "mqar-serve-" });

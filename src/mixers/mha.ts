@@ -172,5 +172,5 @@ export const slidingWindow = defineArch({
   layers: [baseConvLayer, slidingWindowLayer],
   trainable: true,
   // The same modules as conv_attention: the window changes the mask, not the parameters.
-  paramFormula: ({ dModel: d, vocabSize: V, seqLen: L }) => V * d + L * d + 5 * d * d + 19 * d,
+  paramFormula: convAttention.paramFormula,
 });
