@@ -22,6 +22,7 @@
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { ceilDiv, type Dispatch, grid1d, makeDispatch, makeUniform } from "./_dispatch.ts";
+import { blocking as rowBlocking } from "./_matrix_view.ts";
 
 export interface RwkvShape {
   batch: number;
@@ -151,13 +152,8 @@ export function wkvSegments(seqLen: number, segmentTokens: number): { begin: num
 }
 
 /** Row blocks of the time-shift mix-gradient partials (as in short_conv.ts). */
-const MAX_BLOCKS = 1024;
-const MIN_ROWS_PER_BLOCK = 16;
-
 function blocking(s: RwkvShape): { rowsPerBlock: number; numBlocks: number } {
-  const rows = s.batch * s.seqLen;
-  const rowsPerBlock = Math.max(MIN_ROWS_PER_BLOCK, ceilDiv(rows, MAX_BLOCKS));
-  return { rowsPerBlock, numBlocks: ceilDiv(rows, rowsPerBlock) };
+  return rowBlocking(s.batch * s.seqLen);
 }
 
 function validate(

@@ -9,6 +9,7 @@
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { ceilDiv, type Dispatch, grid1d, makeDispatch, makeUniform } from "./_dispatch.ts";
+import { blocking as rowBlocking } from "./_matrix_view.ts";
 
 export interface ShortConvConfig {
   batch: number;
@@ -52,13 +53,8 @@ export interface ShortConvBackwardArgs extends ShortConvConfig {
 }
 
 /** Row blocks of the parameter-gradient reduction: enough for parallelism, few enough to keep the scratch small. */
-const MAX_BLOCKS = 1024;
-const MIN_ROWS_PER_BLOCK = 16;
-
 function blocking(cfg: ShortConvConfig): { rowsPerBlock: number; numBlocks: number } {
-  const rows = cfg.batch * cfg.seqLen;
-  const rowsPerBlock = Math.max(MIN_ROWS_PER_BLOCK, ceilDiv(rows, MAX_BLOCKS));
-  return { rowsPerBlock, numBlocks: ceilDiv(rows, rowsPerBlock) };
+  return rowBlocking(cfg.batch * cfg.seqLen);
 }
 
 /** Elements of the backward scratch tensor: [numBlocks, d, 4] partial sums (3 taps + bias). */
