@@ -616,6 +616,17 @@ fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 #endif
 
 #if FEATURE_STATE
+// A loop bound: on GL (RUNTIME_BOUNDS) hidden behind the uniform so that the compiler cannot see its value. Mesa's GL
+// path unrolls constant-bound loops and then compiles the unrolled code for minutes per pipeline (llvmpipe); the
+// Vulkan path keeps the constants, where unrolling pays.
+fn rt(n: u32) -> u32 {
+#if RUNTIME_BOUNDS
+  return select(n, 0u, p.seqLen == 0u);
+#else
+  return n;
+#endif
+}
+
 // Chunked O(L) form (spec §5.3), fused: one workgroup walks the sequence of one (batch, head) in chunks of CHUNK
 // tokens (all of it, or one segment per dispatch: see load_state) and carries its state in workgroup memory, so memory
 // per token stays constant and every output is one fixed-order sum (deterministic, no atomics). The state is M = Σ_{partners j in the chunks already passed}
@@ -625,7 +636,7 @@ fn backward_dkdv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 // 1, ReBased 1 and 2). Work is spread so that invocations differ in registers, not in the workgroup addresses they
 // read (one invocation per chunk row for the outputs, one per feature row for the state update): CPU rasterisers run
 // invocations as SIMD lanes and turn lane-varying addresses and branches into slow gathers and masked code (3x here);
-// on GPUs these uniform reads are broadcasts. Defines: F, DPHI, SW, CHUNK, CHUNK_WG, REBASED.
+// on GPUs these uniform reads are broadcasts. Defines: F, DPHI, SW, CHUNK, CHUNK_WG, REBASED, RUNTIME_BOUNDS.
 #if REBASED
 const DIAG_COEF = 1.0;
 const OFF_COEF = 2.0;
@@ -656,10 +667,10 @@ var<workgroup> partnerT: array<vec4<f32>, PF * CHUNK4>;
 
 // Packs partner row r (written by this invocation) into partner4 and partnerT.
 fn pack_partner4(r: u32) {
-  for (var a = 0u; a < PF; a++) {
+  for (var a = 0u; a < rt(PF); a++) {
     partnerT[a * CHUNK4 + r / 4u][r % 4u] = partner_chunk[r * PF + a];
   }
-  for (var k4 = 0u; k4 < F4; k4++) {
+  for (var k4 = 0u; k4 < rt(F4); k4++) {
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
       let a = 4u * k4 + t;
@@ -675,10 +686,10 @@ fn pack_partner4(r: u32) {
 fn pack4(x: array<f32, F>) -> array<vec4<f32>, F4> {
   var out: array<vec4<f32>, F4>;
   // Zeroed explicitly: lavapipe does not re-zero arrays declared in a loop body (this inlines into one).
-  for (var k4 = 0u; k4 < F4; k4++) {
+  for (var k4 = 0u; k4 < rt(F4); k4++) {
     out[k4] = vec4<f32>(0.0);
   }
-  for (var a = 0u; a < F; a++) {
+  for (var a = 0u; a < rt(F); a++) {
     out[a / 4u][a % 4u] = x[a];
   }
   return out;
@@ -717,7 +728,7 @@ fn decode_pair(pairIndex: u32) -> vec2<u32> {
 
 // Decodes once per invocation the features update_state gives it.
 fn init_feature_pairs(li: u32) {
-  for (var m = 0u; m < FEATURE_ITERS; m++) {
+  for (var m = 0u; m < rt(FEATURE_ITERS); m++) {
     let e = li + m * CHUNK_WG;
     var pair = vec2<u32>(F, F);
 #if REBASED
@@ -742,29 +753,29 @@ fn init_feature_pairs(li: u32) {
 // token at H = 12, f = 16, dv = 5).
 fn update_state(li: u32) {
   var vecs: array<vec4<f32>, CHUNK * SW4>;
-  for (var i = 0u; i < CHUNK * SW4; i++) {
+  for (var i = 0u; i < rt(CHUNK * SW4); i++) {
     vecs[i] = partner_vec[i];
   }
-  for (var m = 0u; m < FEATURE_ITERS; m++) {
+  for (var m = 0u; m < rt(FEATURE_ITERS); m++) {
     let e = li + m * CHUNK_WG;
     if (e < DPHI) {
       let pair = feature_pair[m];
       var delta: array<vec4<f32>, SW4>;
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         delta[c] = vec4<f32>(0.0);
       }
-      for (var s4 = 0u; s4 < CHUNK4; s4++) {
+      for (var s4 = 0u; s4 < rt(CHUNK4); s4++) {
         // φ of partner rows 4·s4 .. 4·s4 + 3, added in row order as before.
         let phi = partnerT[pair.x * CHUNK4 + s4] * partnerT[pair.y * CHUNK4 + s4];
         let s = 4u * s4;
-        for (var c = 0u; c < SW4; c++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           var d = fma(vec4<f32>(phi.x), vecs[s * SW4 + c], delta[c]);
           d = fma(vec4<f32>(phi.y), vecs[(s + 1u) * SW4 + c], d);
           d = fma(vec4<f32>(phi.z), vecs[(s + 2u) * SW4 + c], d);
           delta[c] = fma(vec4<f32>(phi.w), vecs[(s + 3u) * SW4 + c], d);
         }
       }
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         state[e * SW4 + c] += delta[c];
       }
     }
@@ -799,43 +810,43 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let t0 = n * CHUNK;
     // The previous chunk's state update must finish before its partner tiles are overwritten.
     workgroupBarrier();
-    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+    for (var r = li; r < rt(CHUNK); r += CHUNK_WG) {
       let t = t0 + r;
       let valid = t < p.seqLen;
       let tSafe = min(t, p.seqLen - 1u);
       let kOff = qk_offset(b, tSafe, h);
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         partner_chunk[r * PF + a] = select(0.0, k[kOff + a], valid);
       }
       partner_chunk[r * PF + F] = 1.0;
       pack_partner4(r);
       let vOff = v_offset(b, tSafe, h) + col0;
-      for (var c = 0u; c < SWP; c++) {
+      for (var c = 0u; c < rt(SWP); c++) {
         let x = select(v[vOff + min(c, cols - 1u)], 1.0, c == DVT);
         partner_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, x, valid && (c < cols || c == DVT));
       }
     }
     workgroupBarrier();
-    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+    for (var r = li; r < rt(CHUNK); r += CHUNK_WG) {
       let t = t0 + r;
       let qOff = qk_offset(b, min(t, p.seqLen - 1u), h);
       var x: array<f32, F>;
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         x[a] = q[qOff + a] * p.scale;
       }
       // Earlier chunks: φrow(q̃)ᵀ M, features generated in packing order.
       var acc: array<vec4<f32>, SW4>;
       var feat = 0u;
 #if REBASED
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         acc[c] = vec4<f32>(0.0);
       }
 #else
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         acc[c] = state[c];
       }
-      for (var a = 0u; a < F; a++) {
-        for (var c = 0u; c < SW4; c++) {
+      for (var a = 0u; a < rt(F); a++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           acc[c] = fma(vec4<f32>(x[a]), state[(1u + a) * SW4 + c], acc[c]);
         }
       }
@@ -843,11 +854,11 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 #endif
       // Column groups outermost, so the accumulator is one register through the feature loop.
       let first = feat;
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         var sum = acc[c];
         feat = first;
-        for (var a = 0u; a < F; a++) {
-          for (var bb = a; bb < F; bb++) {
+        for (var a = 0u; a < rt(F); a++) {
+          for (var bb = a; bb < rt(F); bb++) {
             let w = select(OFF_COEF, DIAG_COEF, bb == a) * x[a] * x[bb];
             sum = fma(vec4<f32>(w), state[feat * SW4 + c], sum);
             feat++;
@@ -857,13 +868,13 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
       }
       // This chunk, causal (j ≤ r).
       let x4 = pack4(x);
-      for (var j = 0u; j < CHUNK; j++) {
+      for (var j = 0u; j < rt(CHUNK); j++) {
         var s = 0.0;
-        for (var k4 = 0u; k4 < F4; k4++) {
+        for (var k4 = 0u; k4 < rt(F4); k4++) {
           s += dot(x4[k4], partner4[j * F4 + k4]);
         }
         let w = vec4<f32>(select(0.0, kernel_g(s), j <= r));
-        for (var c = 0u; c < SW4; c++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           acc[c] = fma(w, partner_vec[j * SW4 + c], acc[c]);
         }
       }
@@ -941,13 +952,13 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let t0 = select(p.chunkBegin + p.chunkEnd - 1u - n, n, forwards) * CHUNK;
     // The previous chunk's state update must finish before its tiles are overwritten.
     workgroupBarrier();
-    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+    for (var r = li; r < rt(CHUNK); r += CHUNK_WG) {
       let t = t0 + r;
       let valid = t < p.seqLen;
       let tSafe = min(t, p.seqLen - 1u);
       let qkOff = qk_offset(b, tSafe, h);
       // Partner rows past the sequence are zero, and so are their vectors: they add nothing.
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         let qs = q[qkOff + a] * p.scale;
         let kv = k[qkOff + a];
         row_chunk[r * F + a] = select(kv, qs, forwards);
@@ -959,7 +970,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       let inv = zinv[z_index(b, tSafe, h)];
       // dz in the same order as the parallel variants.
       var dyDotY = 0.0;
-      for (var c = 0u; c < DV; c++) {
+      for (var c = 0u; c < rt(DV); c++) {
         dyDotY = fma(dy[vOff + c], y[vOff + c], dyDotY);
       }
       let dzr = -dyDotY * inv;
@@ -968,7 +979,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         dz[z_index(b, t, h)] = dzr;
       }
 #endif
-      for (var c = 0u; c < SWP; c++) {
+      for (var c = 0u; c < rt(SWP); c++) {
         let col = col0 + c;
         let cSafe = min(col, DV - 1u);
         let isLast = col == DV;
@@ -980,22 +991,22 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       }
     }
     workgroupBarrier();
-    for (var r = li; r < CHUNK; r += CHUNK_WG) {
+    for (var r = li; r < rt(CHUNK); r += CHUNK_WG) {
       let t = t0 + r;
       var x: array<f32, F>;
       var dx: array<f32, F>;
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         x[a] = row_chunk[r * F + a];
         dx[a] = 0.0;
       }
       var u: array<vec4<f32>, SW4>;
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         u[c] = row_vec[r * SW4 + c];
       }
 #if BACKWARDS
       // dv: φrow(k)ᵀ D over this tile's columns (the dz column's value is never written).
       var dvAcc: array<vec4<f32>, SW4>;
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         dvAcc[c] = vec4<f32>(0.0);
       }
 #endif
@@ -1004,14 +1015,14 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #if !REBASED
 #if BACKWARDS
       // Feature 1: no x dependence.
-      for (var c = 0u; c < SW4; c++) {
+      for (var c = 0u; c < rt(SW4); c++) {
         dvAcc[c] += state[c];
       }
 #endif
       // Features x_a: derivative 1.
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         var w = 0.0;
-        for (var c = 0u; c < SW4; c++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           let m = state[(1u + a) * SW4 + c];
           w += dot(m, u[c]);
 #if BACKWARDS
@@ -1023,16 +1034,16 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       feat = LEAD;
 #endif
       // Features coef·x_a·x_bb (a ≤ bb): ∂/∂x_a = coef·x_bb and ∂/∂x_bb = coef·x_a (2·coef·x_a on the diagonal).
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         let xa = x[a];
         var dxa = 0.0;
-        for (var bb = a; bb < F; bb++) {
+        for (var bb = a; bb < rt(F); bb++) {
           let coef = select(OFF_COEF, DIAG_COEF, bb == a);
 #if BACKWARDS
           let phi = coef * xa * x[bb];
 #endif
           var w = 0.0;
-          for (var c = 0u; c < SW4; c++) {
+          for (var c = 0u; c < rt(SW4); c++) {
             let m = state[feat * SW4 + c];
             w += dot(m, u[c]);
 #if BACKWARDS
@@ -1049,31 +1060,31 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       // Same-chunk part, parallel form (forwards: partners s ≤ r; backwards: s ≥ r).
       let x4 = pack4(x);
       var dx4: array<vec4<f32>, F4>;
-      for (var k4 = 0u; k4 < F4; k4++) {
+      for (var k4 = 0u; k4 < rt(F4); k4++) {
         dx4[k4] = vec4<f32>(0.0); // see pack4
       }
-      for (var s = 0u; s < CHUNK; s++) {
+      for (var s = 0u; s < rt(CHUNK); s++) {
         var score = 0.0;
-        for (var k4 = 0u; k4 < F4; k4++) {
+        for (var k4 = 0u; k4 < rt(F4); k4++) {
           score += dot(x4[k4], partner4[s * F4 + k4]);
         }
         var dA = 0.0;
-        for (var c = 0u; c < SW4; c++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           dA += dot(u[c], partner_vec[s * SW4 + c]);
         }
         let visible = select(s >= r, s <= r, forwards);
         let wg = vec4<f32>(select(0.0, dA * kernel_g_prime(score), visible));
-        for (var k4 = 0u; k4 < F4; k4++) {
+        for (var k4 = 0u; k4 < rt(F4); k4++) {
           dx4[k4] = fma(wg, partner4[s * F4 + k4], dx4[k4]);
         }
 #if BACKWARDS
         let g = vec4<f32>(select(0.0, kernel_g(score), visible));
-        for (var c = 0u; c < SW4; c++) {
+        for (var c = 0u; c < rt(SW4); c++) {
           dvAcc[c] = fma(g, partner_vec[s * SW4 + c], dvAcc[c]);
         }
 #endif
       }
-      for (var a = 0u; a < F; a++) {
+      for (var a = 0u; a < rt(F); a++) {
         dx[a] += dx4[a / 4u][a % 4u];
       }
       if (t < p.seqLen) {
@@ -1084,7 +1095,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         add = true;
 #endif
 #if BACKWARDS
-        for (var a = 0u; a < F; a++) {
+        for (var a = 0u; a < rt(F); a++) {
           dk[off + a] = select(dx[a], dk[off + a] + dx[a], add);
         }
         let vOff = v_offset(b, t, h) + col0;
@@ -1096,7 +1107,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
           dv[vOff + c] = g;
         }
 #else
-        for (var a = 0u; a < F; a++) {
+        for (var a = 0u; a < rt(F); a++) {
           let g = dx[a] * p.scale;
           dq[off + a] = select(g, dq[off + a] + g, add);
         }

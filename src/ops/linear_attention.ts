@@ -370,6 +370,7 @@ function featureStateDefines(gpu: Gpu, cfg: LinearAttentionConfig, stateWidth: n
     CHUNK_WG: chunkWorkgroup(gpu),
     REBASED: cfg.kernel === "rebased",
     FEATURE_STATE: true,
+    RUNTIME_BOUNDS: gpu.info.backend === "gl",
   };
 }
 
