@@ -1,0 +1,241 @@
+import type { Tensor } from "../../src/gpu/allocator.ts";
+import { type Gpu, readTensor, withGpuErrors, writeTensor } from "../../src/gpu/device.ts";
+import { submit } from "../../src/ops/_dispatch.ts";
+import {
+  createDeltaGates,
+  createDeltaGatesBackward,
+  createDeltaRule,
+  createDeltaRuleBackward,
+  createL2Norm,
+  createL2NormBackward,
+  deltaCheckpointLength,
+  deltaMaxSegmentTokens,
+  deltaSegmentTokens,
+  type DeltaShape,
+  deltaWorkspaceLength,
+} from "../../src/ops/delta_rule.ts";
+import {
+  deltaGatesBackwardRef,
+  deltaGatesForwardRef,
+  deltaRuleBackwardRef,
+  deltaRuleForwardRef,
+  l2NormBackwardRef,
+  l2NormForwardRef,
+} from "../../src/reference/delta_rule.ts";
+import { assert, assertEquals, assertThrows } from "../_helpers/assert.ts";
+import { checkKernel, f32, f64, FP32_TOLERANCE, randn, type Values } from "../_helpers/check_kernel.ts";
+import { gpuTest, testGpu } from "../_helpers/gpu.ts";
+
+/** Value pre-filled into every output: each must be overwritten (parameter grads start at 1 and must accumulate). */
+const JUNK = 123;
+const q32 = (a: ArrayLike<number>) => f64(f32(a));
+
+interface Options {
+  gated: boolean;
+  segmentTokens?: number;
+  segmentsPerDispatch?: number;
+}
+
+/**
+ * The delta rule on L2-normalised q, k (from raw N(0, 1) values through the GPU's L2 norm), β and g from the gates op,
+ * and every gradient back to the raw inputs and the gate parameters: the whole op chain a DeltaNet layer runs.
+ */
+async function run(gpu: Gpu, s: DeltaShape, opts: Options, seed: number): Promise<{ ref: Values; got: Values }> {
+  const rows = s.batch * s.seqLen, H = s.heads, K = s.keyDim, V = s.valueDim, n = rows * H;
+  const x = {
+    qRaw: q32(randn(rows * H * K, seed)),
+    kRaw: q32(randn(rows * H * K, seed + 1)),
+    v: q32(randn(rows * H * V, seed + 2)),
+    b: q32(randn(n, seed + 3)),
+    a: q32(randn(n, seed + 4)),
+    A_log: q32(randn(H, seed + 5, 0.5)),
+    dtBias: q32(randn(H, seed + 6)),
+    dout: q32(randn(rows * H * V, seed + 7)),
+  };
+  // Reference chain.
+  const qn = l2NormForwardRef(x.qRaw, K).y, kn = l2NormForwardRef(x.kRaw, K).y;
+  const gateIn = opts.gated ? { b: x.b, a: x.a, A_log: x.A_log, dtBias: x.dtBias } : { b: x.b };
+  const gates = deltaGatesForwardRef(gateIn, H);
+  const inputs = { q: qn, k: kn, v: x.v, beta: gates.beta, g: gates.g };
+  const o = deltaRuleForwardRef(inputs, s);
+  const g = deltaRuleBackwardRef(inputs, x.dout, s);
+  const gg = deltaGatesBackwardRef(gateIn, H, g.dbeta, g.dg);
+  const ref: Values = {
+    o,
+    dq: l2NormBackwardRef(x.qRaw, g.dq, K),
+    dk: l2NormBackwardRef(x.kRaw, g.dk, K),
+    dv: g.dv,
+    db: gg.db,
+    ...(opts.gated ? { da: gg.da!, dA_log: gg.dA_log!.map((v) => v + 1), dDtBias: gg.dDtBias!.map((v) => v + 1) } : {}),
+  };
+
+  const release = gpu.allocator.scope();
+  const al = gpu.allocator;
+  const S = opts.segmentTokens ?? deltaSegmentTokens(gpu, s);
+  const act = (name: string, len: number, data?: Float64Array) => {
+    const t = al.tensor(name, [len], "activations");
+    writeTensor(gpu, t, data ? f32(data) : new Float32Array(len).fill(JUNK));
+    return t;
+  };
+  const gl = opts.gated ? 2 * n : n;
+  const t = {
+    qRaw: act("qRaw", rows * H * K, x.qRaw),
+    kRaw: act("kRaw", rows * H * K, x.kRaw),
+    q: act("q", rows * H * K),
+    k: act("k", rows * H * K),
+    v: act("v", rows * H * V, x.v),
+    b: act("b", n, x.b),
+    a: act("a", n, x.a),
+    A_log: act("A_log", H, x.A_log),
+    dtBias: act("dtBias", H, x.dtBias),
+    gates: act("gates", gl),
+    o: act("o", rows * H * V),
+    checkpoints: act("checkpoints", deltaCheckpointLength(s, S)),
+    dout: act("dout", rows * H * V, x.dout),
+    dq: act("dq", rows * H * K),
+    dk: act("dk", rows * H * K),
+    dv: act("dv", rows * H * V),
+    dgates: act("dgates", gl),
+    dqRaw: act("dqRaw", rows * H * K),
+    dkRaw: act("dkRaw", rows * H * K),
+    db: act("db", n),
+    da: act("da", n),
+    dA_log: act("dA_log", H, new Float64Array(H).fill(1)),
+    dDtBias: act("dDtBias", H, new Float64Array(H).fill(1)),
+  };
+  const decay = opts.gated ? { a: t.a, A_log: t.A_log, dtBias: t.dtBias } : undefined;
+  const core = { shape: s, q: t.q, k: t.k, v: t.v, gates: t.gates, gated: opts.gated, checkpoints: t.checkpoints };
+  const seg = { segmentTokens: opts.segmentTokens };
+  const ops = await withGpuErrors(gpu.device, "delta rule setup", () => [
+    createL2Norm(gpu, "l2q", { groups: rows * H, width: K, x: t.qRaw, y: t.q }),
+    createL2Norm(gpu, "l2k", { groups: rows * H, width: K, x: t.kRaw, y: t.k }),
+    createDeltaGates(gpu, "gates", { rows, heads: H, b: t.b, decay, gates: t.gates }),
+    createDeltaRule(gpu, "delta", { ...core, ...seg, o: t.o, segmentsPerDispatch: opts.segmentsPerDispatch }),
+    createDeltaRuleBackward(gpu, "delta.bwd", {
+      ...core,
+      ...seg,
+      dout: t.dout,
+      dq: t.dq,
+      dk: t.dk,
+      dv: t.dv,
+      dgates: t.dgates,
+    }),
+    createL2NormBackward(gpu, "l2q.bwd", { groups: rows * H, width: K, x: t.qRaw, dy: t.dq, dx: t.dqRaw }),
+    createL2NormBackward(gpu, "l2k.bwd", { groups: rows * H, width: K, x: t.kRaw, dy: t.dk, dx: t.dkRaw }),
+    createDeltaGatesBackward(gpu, "gates.bwd", {
+      rows,
+      heads: H,
+      b: t.b,
+      decay: decay ? { ...decay, da: t.da, dA_log: t.dA_log, dDtBias: t.dDtBias } : undefined,
+      dgates: t.dgates,
+      db: t.db,
+    }),
+  ]);
+  submit(gpu, ops);
+  const read = (tensor: Tensor) => readTensor(gpu, tensor);
+  const got: Values = {
+    o: await read(t.o),
+    dq: await read(t.dqRaw),
+    dk: await read(t.dkRaw),
+    dv: await read(t.dv),
+    db: await read(t.db),
+    ...(opts.gated ? { da: await read(t.da), dA_log: await read(t.dA_log), dDtBias: await read(t.dDtBias) } : {}),
+  };
+  release();
+  return { ref, got };
+}
+
+const dims = (s: DeltaShape) => `B=${s.batch} L=${s.seqLen} H=${s.heads} K=${s.keyDim} V=${s.valueDim}`;
+
+const SHAPES: [DeltaShape, Omit<Options, "gated">][] = [
+  [{ batch: 1, seqLen: 1, heads: 1, keyDim: 1, valueDim: 1 }, {}],
+  [{ batch: 2, seqLen: 7, heads: 3, keyDim: 5, valueDim: 3 }, {}],
+  [{ batch: 2, seqLen: 33, heads: 2, keyDim: 16, valueDim: 16 }, { segmentTokens: 8 }],
+  [{ batch: 1, seqLen: 40, heads: 1, keyDim: 16, valueDim: 32 }, { segmentTokens: 16, segmentsPerDispatch: 1 }],
+];
+
+for (const gated of [false, true]) {
+  for (const [s, opts] of SHAPES) {
+    Deno.test({
+      name: `delta rule ops${gated ? " (gated)" : ""}: L2 norms, gates, forward and every gradient vs float64, ` +
+        dims(s) + (opts.segmentTokens ? `, segments of ${opts.segmentTokens}` : ""),
+      ...gpuTest,
+      fn: async () => {
+        const gpu = await testGpu();
+        const { ref, got } = await run(gpu, s, { ...opts, gated }, 17 + s.seqLen);
+        await checkKernel({ name: dims(s), reference: () => ref, gpu: () => got, tolerance: FP32_TOLERANCE });
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "delta rule ops (gated): a 20000-token sequence, past llvmpipe's 65,535 loop iterations per invocation",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    // Forward: 2K + 1 = 9 iterations a token, 180,000 for the sequence; the backward 18 a token.
+    const s = { batch: 1, seqLen: 20_000, heads: 1, keyDim: 4, valueDim: 2 };
+    const { ref, got } = await run(gpu, s, { gated: true }, 5);
+    // dA_log and dt_bias sum 20,000 tokens in float32.
+    await checkKernel({
+      name: dims(s),
+      reference: () => ref,
+      gpu: () => got,
+      tolerance: FP32_TOLERANCE,
+      tolerances: { dA_log: { rtol: 2e-3, atol: 2e-4 }, dDtBias: { rtol: 2e-3, atol: 2e-4 } },
+    });
+  },
+});
+
+Deno.test({
+  name: "delta rule ops: argument validation and sizes",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const release = gpu.allocator.scope();
+    const a = gpu.allocator;
+    const s = { batch: 2, seqLen: 5, heads: 2, keyDim: 3, valueDim: 4 };
+    const vec = (name: string, len: number) => a.tensor(name, [len], "activations");
+    const base = {
+      shape: s,
+      q: vec("q", 60),
+      k: vec("k", 60),
+      v: vec("v", 80),
+      gates: vec("gates", 20),
+      gated: false,
+      o: vec("o", 80),
+      checkpoints: vec("cp", 1),
+    };
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, segmentTokens: 0 }), /segmentTokens/);
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, segmentTokens: 2 }), /checkpoints .* needs 96/);
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, gated: true }), /gates .* needs 40/);
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, o: base.v }), /alias/);
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, shape: { ...s, heads: 0 } }), /heads/);
+    if (gpu.info.software) {
+      assertThrows(
+        () =>
+          createDeltaRule(gpu, "d", {
+            ...base,
+            shape: { ...s, seqLen: 5000 },
+            segmentTokens: deltaMaxSegmentTokens(3) + 1,
+          }),
+        /software/,
+      );
+    }
+    assertThrows(() => createL2Norm(gpu, "l", { groups: 20, width: 3, x: base.q, y: base.q }), /alias/);
+    // Sizes.
+    assertEquals(deltaSegmentTokens({ info: { software: false } }, { ...s, seqLen: 1024 }), 32);
+    assertEquals(deltaSegmentTokens({ info: { software: false } }, s), 5);
+    assertEquals(deltaSegmentTokens({ info: { software: true } }, { ...s, seqLen: 100 }), 100);
+    assertEquals(deltaSegmentTokens({ info: { software: true } }, { ...s, seqLen: 2048 }), 256);
+    assertEquals(deltaMaxSegmentTokens(16), Math.floor((60_000 - 48) / 66));
+    assertEquals(deltaCheckpointLength(s, 2), 2 * 3 * 16);
+    assertEquals(deltaWorkspaceLength(s, 2), 3 * 3 * 16 + 2 * 5 * 16 + 3 * 16);
+    const lavapipe = { info: { software: true }, limits: { maxStorageBufferBindingSize: 128 * 2 ** 20 } };
+    const big = { batch: 64, seqLen: 2048, heads: 2, keyDim: 32, valueDim: 64 };
+    const S = deltaSegmentTokens(lavapipe, big);
+    assert(S < 256 && deltaWorkspaceLength(big, S) * 4 <= 128 * 2 ** 20, `segment ${S}`);
+    release();
+  },
+});
