@@ -15,6 +15,8 @@ export type InitDescriptor =
   | { kind: "ones" }
   /** Given values (constructor formulas such as RWKV's time_decay); the length must match the shape. */
   | { kind: "values"; values: readonly number[] }
+  /** log U(low, high) (Gated DeltaNet's A_log = log U(0, 16)). */
+  | { kind: "logUniform"; low: number; high: number }
   /** Mamba's dt bias: softplus⁻¹(dt) with dt = exp(U(ln low, ln high)), at least `floor`. */
   | { kind: "inverseSoftplusLogUniform"; low: number; high: number; floor: number };
 

@@ -9,6 +9,7 @@ import { buildLinearAttention } from "./linear_attention_gpu.ts";
 import { buildRwkvTimeMix } from "./rwkv_gpu.ts";
 import { buildMamba } from "./mamba_gpu.ts";
 import { buildHyena } from "./hyena_gpu.ts";
+import { buildDeltaNet } from "./delta_net_gpu.ts";
 import type { LayerDescriptor } from "./descriptor.ts";
 import type { MixerBuilder } from "./types.ts";
 
@@ -19,6 +20,7 @@ export const GPU_BUILDERS: Readonly<Record<string, MixerBuilder>> = {
   rwkv_time_mix: buildRwkvTimeMix,
   mamba: buildMamba,
   hyena: buildHyena,
+  delta_net: buildDeltaNet,
 };
 
 export function gpuBuilder(layer: LayerDescriptor): MixerBuilder {

@@ -9,6 +9,7 @@ import { based, rebased, rebasedGamma, rebasedGammaBeta, rebasedNorm, rebasedX2 
 import { convRwkv, rwkv } from "./rwkv.ts";
 import { mamba } from "./mamba.ts";
 import { hyena } from "./hyena.ts";
+import { deltaNet, gatedDeltaNet } from "./delta_net.ts";
 import type { ArchDescriptor } from "./descriptor.ts";
 
 export const ARCHITECTURES = [
@@ -25,6 +26,8 @@ export const ARCHITECTURES = [
   mamba,
   hyena,
   slidingWindow,
+  deltaNet,
+  gatedDeltaNet,
 ] as const;
 
 type Registered = typeof ARCHITECTURES[number];

@@ -37,6 +37,12 @@ export function fillInit(out: Float32Array, init: InitDescriptor, rng: Rng): voi
       for (let i = 0; i < out.length; i++) out[i] = init.low + span * rng.uniform();
       return;
     }
+    case "logUniform": {
+      // 1 − u ∈ (0, 1]: a low of 0 never gives log 0.
+      const span = init.high - init.low;
+      for (let i = 0; i < out.length; i++) out[i] = Math.log(init.low + span * (1 - rng.uniform()));
+      return;
+    }
     case "inverseSoftplusLogUniform": {
       const [lo, hi] = [Math.log(init.low), Math.log(init.high)];
       for (let i = 0; i < out.length; i++) {

@@ -66,6 +66,23 @@ const rwkv = (p: string) =>
     ...["key", "value", "receptance", "output"].map((n) => [`${p}${n}.weight`, [64, 64]] as const),
   ] as const;
 
+// fla's DeltaNet / GatedDeltaNet registration order (zoology's 2 heads; Gated: values 2× wide, D is a fixed extra).
+const deltaNet = (gated: boolean) => {
+  const HV = gated ? 128 : 64, V = gated ? 64 : 32;
+  return [
+    [`${L1}q_proj.weight`, [64, 64]],
+    [`${L1}k_proj.weight`, [64, 64]],
+    [`${L1}v_proj.weight`, [HV, 64]],
+    [`${L1}b_proj.weight`, [2, 64]],
+    ...(gated ? [[`${L1}a_proj.weight`, [2, 64]], [`${L1}A_log`, [2]], [`${L1}dt_bias`, [2]]] as const : []),
+    [`${L1}q_conv1d.weight`, [64, 1, 4]],
+    [`${L1}k_conv1d.weight`, [64, 1, 4]],
+    [`${L1}v_conv1d.weight`, [HV, 1, 4]],
+    [`${L1}o_norm.weight`, [V]],
+    [`${L1}o_proj.weight`, [64, HV]],
+  ] as const;
+};
+
 function layout(layer0: readonly (readonly [string, readonly number[]])[], layer1: typeof layer0) {
   return [...COMMON_HEAD, ...layer0, ...norms(0), ...layer1, ...norms(1), ...LN_F].map(([n, s]) => [n, [...s]]);
 }
@@ -107,6 +124,8 @@ const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
   // Hyena's registration order: in_proj, out_proj, short_filter, then filter_fn (bias, pos_emb.z, the implicit MLP
   // with its one shared Sin frequency at implicit_filter.1).
   hyena: layout(hyenaLayer(L0), hyenaLayer(L1)),
+  deltanet: layout(BASECONV, deltaNet(false)),
+  gated_deltanet: layout(BASECONV, deltaNet(true)),
 };
 
 const cfg64 = (mixer: ModelConfig["mixer"]) => makeModelConfig({ mixer, dModel: 64, seqLen: 64 });
@@ -138,7 +157,9 @@ Deno.test("param spec: init descriptors follow spec §2.4", () => {
       else if (p.name.endsWith(".freq")) expected = { kind: "ones" }; // Hyena's Sin(w = 1)
       else if (p.name.includes("conv1d.")) expected = { kind: "uniform", low: -0.5, high: 0.5 }; // fan_in 4
       else if (/mixer\.D$/.test(p.name)) expected = { kind: "ones" };
-      else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
+      else if (p.name.endsWith("dt_bias")) { // Gated DeltaNet: softplus⁻¹ of a log-uniform dt, as Mamba's own
+        expected = { kind: "inverseSoftplusLogUniform", low: 1e-3, high: 0.1, floor: 1e-4 };
+      } else if (/norm[12f]?\.weight$|ln_f\.weight$|ln_[qk]\.(weight|gamma)$/.test(p.name)) expected = { kind: "ones" };
       else if (/\.bias$|\.beta$/.test(p.name)) expected = { kind: "zeros" };
       else expected = { kind: "normal", mean: 0, std: 0.02 }; // Linear weights and both embeddings
       assertEquals(p.init, expected, `${mixer} ${p.name} (${leaf})`);

@@ -106,6 +106,10 @@ Deno.test("param count: totals at d=64, L=64, V=8192 (spec §4.1) for all traina
     hyena: 589824,
     // conv_attention's modules.
     sliding_window: 550080,
+    // 533,440 (head, LayerNorms, BaseConv) + DeltaNet 3·4096 + 128 + 768 + 32 + 4096, Gated DeltaNet
+    // 2·4096 + 8192 + 256 + 4 + 1024 + 64 + 8192 (counted by hand from fla's modules, zoology's 2 heads).
+    deltanet: 550752,
+    gated_deltanet: 559364,
   };
   assertEquals(Object.keys(expected).sort(), [...MIXERS].sort());
   for (const mixer of MIXERS) {
