@@ -11,6 +11,8 @@ import { fmtFixed, fmtInt, markdownTable, type Table } from "../report/markdown.
 import { writeResultsFile } from "../sweep/results_file.ts";
 import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "../train/result.ts";
 import { computeRunId } from "../train/run_id.ts";
+import { modelConfigOf } from "../train/config.ts";
+import { stateSize } from "../model/state_size.ts";
 import { type BenchCaseResult, type BenchReport, BYTE_KEYS } from "./throughput.ts";
 
 const MIB = 2 ** 20;
@@ -48,6 +50,7 @@ export function benchCsv(report: BenchReport): string {
     "status",
     "note",
     "params",
+    "state_floats",
     "train_tokens_per_s",
     "train_tokens_per_s_min",
     "train_tokens_per_s_max",
@@ -81,6 +84,7 @@ export function benchCsv(report: BenchReport): string {
     c.status,
     c.note ?? "",
     c.params,
+    c.stateFloats,
     c.train?.tokensPerS,
     c.train?.min,
     c.train?.max,
@@ -134,6 +138,7 @@ export function benchTable(report: BenchReport): Table {
       "d",
       "L",
       "B",
+      "state floats",
       "train tok/s",
       "infer tok/s",
       "FLOP/token (train)",
@@ -143,12 +148,27 @@ export function benchTable(report: BenchReport): Table {
       "activations MiB analytic / measured",
       "status",
     ],
-    align: ["left", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "left"],
+    align: [
+      "left",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "right",
+      "left",
+    ],
     rows: report.cases.map((c) => [
       c.mixer,
       String(c.dModel),
       String(c.seqLen),
       c.batch ? String(c.batch) : "–",
+      num(c.stateFloats),
       num(c.train?.tokensPerS),
       num(c.inference?.tokensPerS),
       fmtSi(c.analytic.flopsPerToken.train) + (c.analytic.linearAttention === "chunked" ? " (chunked)" : ""),
@@ -301,6 +321,7 @@ export function benchRunResults(report: BenchReport): RunResult[] {
       wallTimeS: wall,
       trainTokensPerS: c.train!.tokensPerS,
       peakBytes: c.peakBytes.train!,
+      ...(c.stateFloats === null ? {} : { stateFloats: stateSize(modelConfigOf(config)) }),
       adapter: report.adapter,
       env: report.env,
       startedAt: report.createdAt,

@@ -12,6 +12,7 @@ import type { ByteCounts } from "../gpu/allocator.ts";
 import { CATEGORIES } from "../gpu/allocator.ts";
 import type { AdapterSummary, Gpu } from "../gpu/device.ts";
 import { writeTensor } from "../gpu/device.ts";
+import { stateSize } from "../model/state_size.ts";
 import { generateBatch, type MqarBatch, type MqarConfig, validateMqarConfig } from "../data/mqar.ts";
 import { defaultNumKvPairs } from "../data/mqar.ts";
 import { mixSeed, Rng } from "../data/rng.ts";
@@ -158,6 +159,8 @@ export interface BenchCaseResult {
   /** The variant each op of the training graph ran (ModelGraph.variants); null when the case did not run. */
   variants: Record<string, string> | null;
   params: number;
+  /** Recurrent state of one sequence, both layers, in floats (src/model/state_size.ts; null if a layer does not say). */
+  stateFloats: number | null;
   /** GFLOP/s of the reference matmul measured just before this case. */
   referenceGflops: number | null;
   train: Rate | null;
@@ -546,6 +549,7 @@ export async function benchCase(
     note: plan.note,
     variants: null,
     params: bytesTrain.buffers.filter((b) => b.category === "params").reduce((s, b) => s + b.elements, 0),
+    stateFloats: stateSize(cfg).total,
     referenceGflops: null,
     train: null,
     inference: null,

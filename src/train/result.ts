@@ -1,6 +1,7 @@
 /** The result record of one training run: one JSON line in a results file, the unit of sweeps and reports. */
 import type { ByteCounts } from "../gpu/allocator.ts";
 import type { AdapterSummary } from "../gpu/device.ts";
+import type { StateSize } from "../model/state_size.ts";
 
 export const RESULT_SCHEMA_VERSION = 1;
 
@@ -62,6 +63,8 @@ export interface RunResult {
   /** Training tokens (B·L per example) per second of training wall time (eval excluded). */
   trainTokensPerS: number;
   peakBytes: ByteCounts;
+  /** Recurrent state per layer in floats for one sequence (the KV cache for softmax attention; src/model/state_size.ts). */
+  stateFloats?: StateSize;
   /**
    * Mean and std of the tracked parameters (ReBased's ln_q/ln_k γ and β) after each epoch, by full parameter name;
    * absent for mixers that track none.

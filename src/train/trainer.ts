@@ -18,6 +18,7 @@ import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "./result.
 import { runEnvironment } from "./environment.ts";
 import { createTrainStep } from "./step.ts";
 import { computeRunId } from "./run_id.ts";
+import { stateSize } from "../model/state_size.ts";
 
 export interface TrainProgress {
   epoch: number;
@@ -278,6 +279,7 @@ async function trainInner(
     wallTimeS: (performance.now() - t0) / 1000,
     trainTokensPerS: trainSeconds > 0 ? tokens / trainSeconds : 0,
     peakBytes,
+    stateFloats: stateSize(modelCfg),
     ...(tracked.length ? { paramStatsPerEpoch: paramStats } : {}),
     variants: { ...trainGraph.variants },
     adapter: gpu.info,

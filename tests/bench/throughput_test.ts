@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { makeModelConfig, MIXERS } from "../../src/model/config.ts";
+import { stateSize } from "../../src/model/state_size.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { analyticBuffers, analyticFlops } from "../../src/bench/analytic.ts";
 import { ParamStore } from "../../src/model/parameters.ts";
@@ -138,6 +139,9 @@ Deno.test({
       analyticBuffers(cfg, { batch: 1, labelsPerExample: 1, training: false }).buffers
         .filter((b) => b.category === "params").reduce((s, b) => s + b.elements, 0),
     );
+    // The state size params reports (Based: φ(k)ᵀ[v 1] per head, plus BaseConv's cached inputs).
+    assertEquals(c.stateFloats, stateSize(cfg).total);
+    assert(c.stateFloats! > 0);
     const t = c.train!;
     assertEquals(t.repeats.length, 1);
     assert(t.tokensPerS > 0 && t.min <= t.tokensPerS && t.tokensPerS <= t.max);
@@ -244,7 +248,8 @@ Deno.test({
       assertEquals(Number(cell("peak_bytes_train_total")), report.cases[0].peakBytes.train!.total);
       assertEquals(Number(cell("train_tokens_per_s")), report.cases[0].train!.tokensPerS);
       const md = await Deno.readTextFile(join(dir, BENCH_FILES.markdown));
-      assert(md.includes("| mixer | d | L | B | train tok/s |"), md);
+      assert(md.includes("| mixer | d | L | B | state floats | train tok/s |"), md);
+      assertEquals(Number(cell("state_floats")), report.cases[0].stateFloats);
       assert(md.includes("| based | 16 | 16 | 2 |"), md);
       const kernels = (await Deno.readTextFile(join(dir, BENCH_FILES.kernels))).trimEnd().split("\n");
       assertEquals(kernels[0], "mixer,d_model,seq_len,batch,rank,label,group,phase,calls,ms,share");

@@ -193,7 +193,14 @@ Deno.test("bad input: numbers, repeated flags and duplicate keys", async () => {
     await oneLine(["train", "--mixer", "rwkv", "--d-model", "1"], /dModel: 1 must be >= 2 for rwkv/);
     await oneLine(["train", "--mixer", "conv_rwkv", "--wkv-bf16", "--d-model", "1"], /dModel: 1 must be >= 2/);
     await oneLine(["train", "--mixer", "based", "--d-model", "8"], /dModel: 8 is too small for based/);
-    await oneLine(["train", "--mixer", "h3"], /mixer: got "h3", expected one of attention, .*sliding_window$/);
+    await oneLine(
+      ["train", "--mixer", "h3"],
+      /mixer: got "h3", expected one of attention, .*sliding_window, deltanet, gated_deltanet$/,
+    );
+    await oneLine(
+      ["train", "--mixer", "deltanet", "--d-model", "25"],
+      /dModel: 25 must be a multiple of 2 for deltanet/,
+    );
     await oneLine(
       ["train", "--mixer", "rebased", "--window", "8"],
       /window: rebased has no sliding window; mixers with one: sliding_window/,

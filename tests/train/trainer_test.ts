@@ -35,6 +35,8 @@ Deno.test({
     assert(result.peakBytes.params > 0 && result.peakBytes.activations > 0 && result.peakBytes.optimizer > 0);
     assertEquals(result.peakBytes.grads, result.peakBytes.params);
     assertEquals(result.peakBytes.optimizer, 2 * result.peakBytes.params);
+    // The record says the state size: BaseConv's 2 cached inputs of d = 32, the KV cache of L = 16 tokens.
+    assertEquals(result.stateFloats, { perLayer: [2 * 32, 2 * 32 * 16], total: 2 * 32 + 2 * 32 * 16 });
     assertEquals(gpu.allocator.liveCount(), before, "a finished run frees every buffer it allocated");
   },
 });
