@@ -8,7 +8,9 @@
 //   gates_backward                db = dβ·β(1 − β)
 //   decay_backward                da = dg·(−exp(A_log))·sigmoid(a + dt_bias), dgg = dg·g (the host sums da and dgg over
 //                                 rows into dt_bias's and A_log's gradients)
-//   delta_forward                 one invocation per state row (b, h, i) sweeps t over [t0, t1) with the row S[i, ·]
+//   delta_forward                 (DELTA: the delta rule's correction −β(S̃k)kᵀ; without it the additive update
+//                                 S_t = α·S_{t−1} + β·v·kᵀ of Mamba-2's SSD and gated linear attention)
+//                                 one invocation per state row (b, h, i) sweeps t over [t0, t1) with the row S[i, ·]
 //                                 of NK values in registers (rows of S evolve independently); stores the row at every
 //                                 segment boundary (the checkpoints)
 //   delta_backward                per state row and segment (last to first): recomputes the segment's rows from its
@@ -234,7 +236,9 @@ fn delta_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var sk = 0.0;
     for (var j = 0u; j < NK; j++) {
       s[j] = alpha * s[j];
-      sk = fma(s[j], k[kb + j], sk);
+      if (DELTA) {
+        sk = fma(s[j], k[kb + j], sk);
+      }
     }
     let u = gates[gh] * (v[gh * V + i] - sk);
     var oq = 0.0;
@@ -293,7 +297,9 @@ fn delta_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     var sk = 0.0;
     for (var j = 0u; j < NK; j++) {
       s[j] = alpha * s[j];
-      sk = fma(s[j], k[kb + j], sk);
+      if (DELTA) {
+        sk = fma(s[j], k[kb + j], sk);
+      }
     }
     let u = gates[gh] * (v[gh * V + i] - sk);
     let slot = (t - p.t0 + 1u) * NK;
@@ -323,7 +329,9 @@ fn delta_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     var gk = 0.0;
     for (var j = 0u; j < NK; j++) {
       G[j] = fma(cd, q[kb + j], G[j]);
-      sk = fma(alpha * ws[(prev + j) * R + r], k[kb + j], sk);
+      if (DELTA) {
+        sk = fma(alpha * ws[(prev + j) * R + r], k[kb + j], sk);
+      }
       gk = fma(G[j], k[kb + j], gk);
     }
     let e = v[gh * V + i] - sk;
@@ -333,8 +341,13 @@ fn delta_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     var dalpha = 0.0;
     for (var j = 0u; j < NK; j++) {
       let sp = ws[(prev + j) * R + r];
-      ws[pb + j * R] = bt * e * G[j] - alpha * sp * ebar;
-      let gt = G[j] - ebar * k[kb + j];
+      var dkj = bt * e * G[j];
+      var gt = G[j];
+      if (DELTA) {
+        dkj -= alpha * sp * ebar;
+        gt -= ebar * k[kb + j];
+      }
+      ws[pb + j * R] = dkj;
       dalpha = fma(gt, sp, dalpha);
       G[j] = alpha * gt;
     }

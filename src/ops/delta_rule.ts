@@ -290,6 +290,8 @@ export function createDeltaGatesBackward(gpu: Gpu, label: string, args: DeltaGat
 
 // ---- the delta rule ------------------------------------------------------------------------------------------------
 
+export type DeltaUpdate = "delta" | "additive";
+
 export interface DeltaSegmenting {
   /** Tokens per segment (the checkpoint interval); default deltaSegmentTokens. Forward and backward must agree. */
   segmentTokens?: number;
@@ -305,6 +307,8 @@ export interface DeltaRuleArgs extends DeltaSegmenting {
   /** createDeltaGates' output: β [rows·H] and, when `gated`, the log decay after it. */
   gates: Tensor;
   gated: boolean;
+  /** "delta" (default): S̃ + β(v − S̃k)kᵀ; "additive": S̃ + β·v·kᵀ (Mamba-2's SSD with β = dt, k = B, q = C). */
+  update?: DeltaUpdate;
   /** Output [rows, H*V]. */
   o: Tensor;
   /** Output kept for the backward: deltaCheckpointLength floats. */
@@ -322,6 +326,7 @@ export interface DeltaRuleBackwardArgs extends DeltaSegmenting {
   v: Tensor;
   gates: Tensor;
   gated: boolean;
+  update?: DeltaUpdate;
   checkpoints: Tensor;
   scale?: number;
   /** dL/do [rows, H*V]. */
@@ -373,6 +378,12 @@ function scaleOf(label: string, s: DeltaShape, scale: number | undefined): numbe
   return c;
 }
 
+function updateOf(label: string, update: DeltaUpdate | undefined): boolean {
+  if (update === undefined || update === "delta") return true;
+  if (update === "additive") return false;
+  throw new Error(`${label}: update must be "delta" or "additive", got ${JSON.stringify(update)}`);
+}
+
 /** o and the checkpoints: one dispatch per `segmentsPerDispatch` segments in increasing t. */
 export function createDeltaRule(gpu: Gpu, label: string, args: DeltaRuleArgs): Dispatch {
   const s = args.shape;
@@ -388,7 +399,13 @@ export function createDeltaRule(gpu: Gpu, label: string, args: DeltaRuleArgs): D
     throw new Error(`${label}: segmentsPerDispatch must be a positive integer, got ${perDispatch}`);
   }
   const scale = scaleOf(label, s, args.scale);
-  const defines = { PASS_DELTA_FORWARD: true, SWEEP: true, GATED: args.gated, NK: s.keyDim };
+  const defines = {
+    PASS_DELTA_FORWARD: true,
+    SWEEP: true,
+    GATED: args.gated,
+    DELTA: updateOf(label, args.update),
+    NK: s.keyDim,
+  };
   const passes: Dispatch[] = [];
   for (let first = 0; first < segments.length; first += perDispatch) {
     const t0 = segments[first].begin, t1 = segments[Math.min(segments.length, first + perDispatch) - 1].end;
@@ -432,7 +449,7 @@ export function createDeltaRuleBackward(gpu: Gpu, label: string, args: DeltaRule
   const wsP = (span + 1) * K * R, wsCarry = wsP + span * (K + 2) * R;
   const ws = gpu.allocator.tensor(`${label}.workspace`, [deltaWorkspaceLength(s, S)], "workspace");
   const scale = scaleOf(label, s, args.scale);
-  const defines = { SWEEP: true, GATED: args.gated, NK: K };
+  const defines = { SWEEP: true, GATED: args.gated, DELTA: updateOf(label, args.update), NK: K };
   const columns = 2 * K + (args.gated ? 2 : 1);
   const passes: Dispatch[] = [];
   const segments = segmentRanges(s.seqLen, S);

@@ -11,6 +11,8 @@
  *    Rows of S evolve independently (row i sees only v_t[i]); the backward, with Ḡ = ∂L/∂S_t from later tokens:
  *      Ḡ += c·do_t·q_tᵀ;  dq_t = c·S_tᵀ·do_t;  dβ_t = e_t·(Ḡ·k_t);  ē = β_t·Ḡ·k_t;  dv_t = ē;
  *      dk_t = β_t·Ḡᵀ·e_t − S̃_tᵀ·ē;  G̃ = Ḡ − ē·k_tᵀ;  dα_t = ⟨G̃, S_{t−1}⟩;  Ḡ ← α_t·G̃ (for S_{t−1}); dg = α·dα.
+ *    The "additive" update drops the correction: S_t = S̃_t + β_t·v_t·k_tᵀ (Mamba-2's SSD with β = dt, k = B, q = C,
+ *    c = 1; gated linear attention), the same formulas with e = v and without the −S̃ᵀ·ē and −ē·kᵀ terms.
  */
 
 export interface DeltaShape {
@@ -35,6 +37,8 @@ export interface DeltaInputs {
   beta: ArrayLike<number>;
   /** [rows, H] log decay (≤ 0); absent: no gate (DeltaNet). */
   g?: ArrayLike<number>;
+  /** "delta" (default) or "additive": S_t = α·S_{t−1} + β·v·kᵀ (no correction; e = v below). */
+  update?: "delta" | "additive";
 }
 
 export interface DeltaGrads {
@@ -156,6 +160,7 @@ function checkInputs(x: DeltaInputs, s: DeltaShape): void {
  * The recurrence, keeping S_{t−1} and S_t of every token for the backward: states[(b, h)][t + 1] = S_t, [V·K] each.
  */
 function sweep(x: DeltaInputs, s: DeltaShape, scale: number) {
+  const delta = x.update !== "additive";
   const { batch: B, seqLen: L, heads: H, keyDim: K, valueDim: V } = s;
   const o = new Float64Array(B * L * H * V);
   const states: Float64Array[][] = [];
@@ -168,7 +173,7 @@ function sweep(x: DeltaInputs, s: DeltaShape, scale: number) {
         const kOff = (row * H + h) * K, vOff = (row * H + h) * V;
         for (let i = 0; i < V; i++) {
           let sk = 0;
-          for (let j = 0; j < K; j++) sk += alpha * prev[i * K + j] * x.k[kOff + j];
+          if (delta) { for (let j = 0; j < K; j++) sk += alpha * prev[i * K + j] * x.k[kOff + j]; }
           const e = x.v[vOff + i] - sk;
           let oq = 0;
           for (let j = 0; j < K; j++) {
@@ -200,6 +205,7 @@ export function deltaRuleBackwardRef(
   const { batch: B, seqLen: L, heads: H, keyDim: K, valueDim: V } = s;
   checkLength("dout", dout, B * L * H * V);
   const { states } = sweep(x, s, scale);
+  const delta = x.update !== "additive";
   const dq = new Float64Array(B * L * H * K), dk = new Float64Array(dq.length);
   const dv = new Float64Array(B * L * H * V), dbeta = new Float64Array(B * L * H);
   const dg = x.g ? new Float64Array(B * L * H) : undefined;
@@ -217,15 +223,15 @@ export function deltaRuleBackwardRef(
           for (let j = 0; j < K; j++) {
             G[i * K + j] += scale * d * x.q[kOff + j];
             dq[kOff + j] += scale * d * S[i * K + j];
-            sk += alpha * prev[i * K + j] * x.k[kOff + j];
+            if (delta) sk += alpha * prev[i * K + j] * x.k[kOff + j];
             gk += G[i * K + j] * x.k[kOff + j];
           }
           const e = x.v[vOff + i] - sk, ebar = beta * gk;
           dbeta[gi] += e * gk;
           dv[vOff + i] = ebar;
           for (let j = 0; j < K; j++) {
-            dk[kOff + j] += beta * e * G[i * K + j] - alpha * prev[i * K + j] * ebar;
-            const gTilde = G[i * K + j] - ebar * x.k[kOff + j];
+            dk[kOff + j] += beta * e * G[i * K + j] - (delta ? alpha * prev[i * K + j] * ebar : 0);
+            const gTilde = G[i * K + j] - (delta ? ebar * x.k[kOff + j] : 0);
             dalpha += gTilde * prev[i * K + j];
             G[i * K + j] = alpha * gTilde;
           }

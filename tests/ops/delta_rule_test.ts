@@ -32,6 +32,7 @@ const q32 = (a: ArrayLike<number>) => f64(f32(a));
 
 interface Options {
   gated: boolean;
+  update?: "delta" | "additive";
   segmentTokens?: number;
   segmentsPerDispatch?: number;
 }
@@ -56,7 +57,7 @@ async function run(gpu: Gpu, s: DeltaShape, opts: Options, seed: number): Promis
   const qn = l2NormForwardRef(x.qRaw, K).y, kn = l2NormForwardRef(x.kRaw, K).y;
   const gateIn = opts.gated ? { b: x.b, a: x.a, A_log: x.A_log, dtBias: x.dtBias } : { b: x.b };
   const gates = deltaGatesForwardRef(gateIn, H);
-  const inputs = { q: qn, k: kn, v: x.v, beta: gates.beta, g: gates.g };
+  const inputs = { q: qn, k: kn, v: x.v, beta: gates.beta, g: gates.g, update: opts.update };
   const o = deltaRuleForwardRef(inputs, s);
   const g = deltaRuleBackwardRef(inputs, x.dout, s);
   const gg = deltaGatesBackwardRef(gateIn, H, g.dbeta, g.dg);
@@ -104,7 +105,16 @@ async function run(gpu: Gpu, s: DeltaShape, opts: Options, seed: number): Promis
     dDtBias: act("dDtBias", H, new Float64Array(H).fill(1)),
   };
   const decay = opts.gated ? { a: t.a, A_log: t.A_log, dtBias: t.dtBias } : undefined;
-  const core = { shape: s, q: t.q, k: t.k, v: t.v, gates: t.gates, gated: opts.gated, checkpoints: t.checkpoints };
+  const core = {
+    shape: s,
+    q: t.q,
+    k: t.k,
+    v: t.v,
+    gates: t.gates,
+    gated: opts.gated,
+    update: opts.update,
+    checkpoints: t.checkpoints,
+  };
   const seg = { segmentTokens: opts.segmentTokens };
   const ops = await withGpuErrors(gpu.device, "delta rule setup", () => [
     createL2Norm(gpu, "l2q", { groups: rows * H, width: K, x: t.qRaw, y: t.q }),
@@ -154,15 +164,18 @@ const SHAPES: [DeltaShape, Omit<Options, "gated">][] = [
   [{ batch: 1, seqLen: 40, heads: 1, keyDim: 16, valueDim: 32 }, { segmentTokens: 16, segmentsPerDispatch: 1 }],
 ];
 
-for (const gated of [false, true]) {
+for (const [gated, update] of [[false, "delta"], [true, "delta"], [true, "additive"]] as const) {
   for (const [s, opts] of SHAPES) {
     Deno.test({
-      name: `delta rule ops${gated ? " (gated)" : ""}: L2 norms, gates, forward and every gradient vs float64, ` +
+      name:
+        `delta rule ops${gated ? " (gated)" : ""}${
+          update === "additive" ? " (additive)" : ""
+        }: L2 norms, gates, forward and every gradient vs float64, ` +
         dims(s) + (opts.segmentTokens ? `, segments of ${opts.segmentTokens}` : ""),
       ...gpuTest,
       fn: async () => {
         const gpu = await testGpu();
-        const { ref, got } = await run(gpu, s, { ...opts, gated }, 17 + s.seqLen);
+        const { ref, got } = await run(gpu, s, { ...opts, gated, update }, 17 + s.seqLen);
         await checkKernel({ name: dims(s), reference: () => ref, gpu: () => got, tolerance: FP32_TOLERANCE });
       },
     });
@@ -211,6 +224,10 @@ Deno.test({
     assertThrows(() => createDeltaRule(gpu, "d", { ...base, segmentTokens: 2 }), /checkpoints .* needs 96/);
     assertThrows(() => createDeltaRule(gpu, "d", { ...base, gated: true }), /gates .* needs 40/);
     assertThrows(() => createDeltaRule(gpu, "d", { ...base, o: base.v }), /alias/);
+    assertThrows(
+      () => createDeltaRule(gpu, "d", { ...base, update: "additve" as "additive" }),
+      /update must be "delta" or "additive"/,
+    );
     assertThrows(() => createDeltaRule(gpu, "d", { ...base, shape: { ...s, heads: 0 } }), /heads/);
     if (gpu.info.software) {
       assertThrows(

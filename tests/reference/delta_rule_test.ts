@@ -46,7 +46,15 @@ Deno.test("delta rule reference: with β = 1 and a unit key, the state stores v 
   assertAlmostEquals(half[1], a * 3 + 0.5 * (5 - a * 3), 1e-15);
 });
 
-for (const gated of [false, true]) {
+Deno.test("delta rule reference: the additive update accumulates instead of overwriting", () => {
+  const s = { batch: 1, seqLen: 2, heads: 1, keyDim: 2, valueDim: 1 };
+  const x = { q: [1, 0, 1, 0], k: [1, 0, 1, 0], v: [3, 5], beta: [1, 0.5], g: [0, -1], update: "additive" as const };
+  const o = deltaRuleForwardRef(x, s, 1);
+  assertAlmostEquals(o[0], 3, 1e-15);
+  assertAlmostEquals(o[1], Math.exp(-1) * 3 + 0.5 * 5, 1e-15);
+});
+
+for (const [gated, update] of [[false, "delta"], [true, "delta"], [true, "additive"]] as const) {
   for (
     const s of [
       { batch: 1, seqLen: 3, heads: 1, keyDim: 2, valueDim: 3 },
@@ -54,10 +62,11 @@ for (const gated of [false, true]) {
     ]
   ) {
     Deno.test(
-      `delta rule reference${gated ? " (gated)" : ""}: every gradient vs central differences, ` +
+      `delta rule reference${gated ? " (gated)" : ""}${update === "additive" ? " (additive)" : ""}: every gradient ` +
+        `vs central differences, ` +
         `B=${s.batch} L=${s.seqLen} H=${s.heads} K=${s.keyDim} V=${s.valueDim}`,
       () => {
-        const x = inputs(s, 11, gated);
+        const x = { ...inputs(s, 11, gated), update };
         const w = randn(s.batch * s.seqLen * s.heads * s.valueDim, 5);
         const g = deltaRuleBackwardRef(x, w, s);
         const names: ("q" | "k" | "v" | "beta" | "g")[] = ["q", "k", "v", "beta", ...(gated ? ["g" as const] : [])];
