@@ -200,6 +200,21 @@ fn decay(gh: u32) -> f32 {
 }
 #endif
 
+#if STATE_STEP
+// One token's first half, in place: S̃ = α·S_{t−1} and, for the delta rule, S̃·k (0 for the additive update). Shared by
+// the forward and the backward's recompute so both produce bit-identical rows.
+fn decay_read(s: ptr<function, array<f32, NK>>, kb: u32, alpha: f32) -> f32 {
+  var sk = 0.0;
+  for (var j = 0u; j < NK; j++) {
+    (*s)[j] = alpha * (*s)[j];
+    if (DELTA) {
+      sk = fma((*s)[j], k[kb + j], sk);
+    }
+  }
+  return sk;
+}
+#endif
+
 #if PASS_DELTA_FORWARD
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -233,14 +248,7 @@ fn delta_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let gh = (b * p.seqLen + t) * H + h;
     let kb = gh * NK;
     let alpha = decay(gh);
-    var sk = 0.0;
-    for (var j = 0u; j < NK; j++) {
-      s[j] = alpha * s[j];
-      if (DELTA) {
-        sk = fma(s[j], k[kb + j], sk);
-      }
-    }
-    let u = gates[gh] * (v[gh * V + i] - sk);
+    let u = gates[gh] * (v[gh * V + i] - decay_read(&s, kb, alpha));
     var oq = 0.0;
     for (var j = 0u; j < NK; j++) {
       s[j] = fma(u, k[kb + j], s[j]);
@@ -294,14 +302,7 @@ fn delta_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let gh = (b * p.seqLen + t) * H + h;
     let kb = gh * NK;
     let alpha = decay(gh);
-    var sk = 0.0;
-    for (var j = 0u; j < NK; j++) {
-      s[j] = alpha * s[j];
-      if (DELTA) {
-        sk = fma(s[j], k[kb + j], sk);
-      }
-    }
-    let u = gates[gh] * (v[gh * V + i] - sk);
+    let u = gates[gh] * (v[gh * V + i] - decay_read(&s, kb, alpha));
     let slot = (t - p.t0 + 1u) * NK;
     for (var j = 0u; j < NK; j++) {
       s[j] = fma(u, k[kb + j], s[j]);

@@ -297,7 +297,8 @@ export interface DeltaSegmenting {
   segmentTokens?: number;
 }
 
-export interface DeltaRuleArgs extends DeltaSegmenting {
+/** What the forward and the backward both read. */
+export interface DeltaRuleInputs extends DeltaSegmenting {
   shape: DeltaShape;
   /** [rows, H*K], L2-normalised by the caller (the kernel does not normalise). */
   q: Tensor;
@@ -309,26 +310,20 @@ export interface DeltaRuleArgs extends DeltaSegmenting {
   gated: boolean;
   /** "delta" (default): S̃ + β(v − S̃k)kᵀ; "additive": S̃ + β·v·kᵀ (Mamba-2's SSD with β = dt, k = B, q = C). */
   update?: DeltaUpdate;
-  /** Output [rows, H*V]. */
-  o: Tensor;
-  /** Output kept for the backward: deltaCheckpointLength floats. */
+  /** The forward's output, the backward's input: deltaCheckpointLength floats. */
   checkpoints: Tensor;
   /** Query scale; default K^-1/2 (fla's). */
   scale?: number;
+}
+
+export interface DeltaRuleArgs extends DeltaRuleInputs {
+  /** Output [rows, H*V]. */
+  o: Tensor;
   /** Segments per forward dispatch; default all on GPUs, as many as LOOP_BUDGET allows on software adapters. */
   segmentsPerDispatch?: number;
 }
 
-export interface DeltaRuleBackwardArgs extends DeltaSegmenting {
-  shape: DeltaShape;
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  gates: Tensor;
-  gated: boolean;
-  update?: DeltaUpdate;
-  checkpoints: Tensor;
-  scale?: number;
+export interface DeltaRuleBackwardArgs extends DeltaRuleInputs {
   /** dL/do [rows, H*V]. */
   dout: Tensor;
   /** Overwritten: [rows, H*K], [rows, H*K], [rows, H*V], and dgates laid out as gates. */
@@ -355,7 +350,7 @@ function segmentOption(gpu: Gpu, label: string, s: DeltaShape, args: DeltaSegmen
   return S;
 }
 
-function operands(s: DeltaShape, args: DeltaRuleArgs | DeltaRuleBackwardArgs, S: number): Record<string, Operand> {
+function operands(s: DeltaShape, args: DeltaRuleInputs, S: number): Record<string, Operand> {
   const rows = s.batch * s.seqLen, H = s.heads;
   return {
     q: [args.q, rows * H * s.keyDim],
@@ -401,6 +396,7 @@ export function createDeltaRule(gpu: Gpu, label: string, args: DeltaRuleArgs): D
   const scale = scaleOf(label, s, args.scale);
   const defines = {
     PASS_DELTA_FORWARD: true,
+    STATE_STEP: true,
     SWEEP: true,
     GATED: args.gated,
     DELTA: updateOf(label, args.update),
@@ -462,7 +458,7 @@ export function createDeltaRuleBackward(gpu: Gpu, label: string, args: DeltaRule
         `${l}.sweep`,
         KERNEL,
         "delta_backward",
-        { ...defines, PASS_DELTA_BACKWARD: true },
+        { ...defines, PASS_DELTA_BACKWARD: true, STATE_STEP: true },
         [u, args.q, args.k, args.v, args.gates, args.checkpoints, args.dout, args.dv, ws],
         grid1d(gpu, ceilDiv(R, WG)),
       ),
