@@ -181,6 +181,51 @@ fn decay_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 #endif
 
+// Mamba-2's gates: β = dt = softplus(x + dt_bias[h]) (x: in_proj's dt columns), g = −exp(A_log[h])·dt.
+#if PASS_DT_GATES_FORWARD
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> A_log: array<f32>;
+@group(0) @binding(3) var<storage, read> dtBias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gates: array<f32>;
+
+@compute @workgroup_size(64)
+fn dt_gates_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = flat_id(gid, nwg);
+  if (idx >= p.n) {
+    return;
+  }
+  let h = idx % p.heads;
+  let dt = softplus(x[idx] + dtBias[h]);
+  gates[idx] = dt;
+  gates[p.n + idx] = -exp(A_log[h]) * dt;
+}
+#endif
+
+// dx = (dβ − exp(A_log)·dg)·sigmoid(x + dt_bias); dgg = dg·g (the host sums dx and dgg over rows into dt_bias's and
+// A_log's gradients).
+#if PASS_DT_GATES_BACKWARD
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> A_log: array<f32>;
+@group(0) @binding(3) var<storage, read> dtBias: array<f32>;
+@group(0) @binding(4) var<storage, read> dgates: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dgg: array<f32>;
+
+@compute @workgroup_size(64)
+fn dt_gates_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = flat_id(gid, nwg);
+  if (idx >= p.n) {
+    return;
+  }
+  let h = idx % p.heads;
+  let A = exp(A_log[h]);
+  let pre = x[idx] + dtBias[h];
+  let dg = dgates[p.n + idx];
+  dx[idx] = (dgates[idx] - A * dg) * sigmoid(pre);
+  dgg[idx] = dg * (-A * softplus(pre));
+}
+#endif
+
 // ---- the delta rule ----------------------------------------------------------------------------------------------
 
 // State rows R = B·H·V: one invocation each in the sweeps.

@@ -288,6 +288,83 @@ export function createDeltaGatesBackward(gpu: Gpu, label: string, args: DeltaGat
   return sequence(label, passes, workspace);
 }
 
+export interface DtGatesArgs {
+  rows: number;
+  heads: number;
+  /** The dt pre-activation [rows, H] (Mamba-2's in_proj columns). */
+  x: Tensor;
+  /** [H] each. */
+  A_log: Tensor;
+  dtBias: Tensor;
+  /** Output [2, rows·H]: β = dt = softplus(x + dt_bias), then g = −exp(A_log)·dt. */
+  gates: Tensor;
+}
+
+export interface DtGatesBackwardArgs extends Omit<DtGatesArgs, "gates"> {
+  dgates: Tensor;
+  /** [rows, H], overwritten. */
+  dx: Tensor;
+  /** [H] each, accumulated (+=). */
+  dA_log: Tensor;
+  dDtBias: Tensor;
+}
+
+/** Mamba-2's gates for the additive update: β = dt, the decay exp(−exp(A_log)·dt). */
+export function createDtGates(gpu: Gpu, label: string, args: DtGatesArgs): Dispatch {
+  checkDims(label, { rows: args.rows, heads: args.heads });
+  const n = args.rows * args.heads, H = args.heads;
+  validate(label, {
+    x: [args.x, n],
+    A_log: [args.A_log, H],
+    dtBias: [args.dtBias, H],
+    gates: [args.gates, 2 * n],
+  }, ["gates"]);
+  const shape = { batch: 1, seqLen: args.rows, heads: H, keyDim: 1, valueDim: 1 };
+  return makeDispatch(
+    gpu,
+    label,
+    KERNEL,
+    "dt_gates_forward",
+    { PASS_DT_GATES_FORWARD: true },
+    [params(gpu, label, { shape, n }), args.x, args.A_log, args.dtBias, args.gates],
+    grid1d(gpu, ceilDiv(n, WG)),
+  );
+}
+
+/** dx; dt_bias += Σ_rows dx and A_log += Σ_rows dg·g (fixed order). */
+export function createDtGatesBackward(gpu: Gpu, label: string, args: DtGatesBackwardArgs): DeltaDispatch {
+  checkDims(label, { rows: args.rows, heads: args.heads });
+  const n = args.rows * args.heads, H = args.heads;
+  validate(label, {
+    x: [args.x, n],
+    A_log: [args.A_log, H],
+    dtBias: [args.dtBias, H],
+    dgates: [args.dgates, 2 * n],
+    dx: [args.dx, n],
+    dA_log: [args.dA_log, H],
+    dDtBias: [args.dDtBias, H],
+  }, ["dx", "dA_log", "dDtBias"]);
+  const shape = { batch: 1, seqLen: args.rows, heads: H, keyDim: 1, valueDim: 1 };
+  const dgg = gpu.allocator.tensor(`${label}.dgg`, [args.rows, H], "workspace");
+  const gates = makeDispatch(gpu, `${label}.gates`, KERNEL, "dt_gates_backward", { PASS_DT_GATES_BACKWARD: true }, [
+    params(gpu, label, { shape, n }),
+    args.x,
+    args.A_log,
+    args.dtBias,
+    args.dgates,
+    args.dx,
+    dgg,
+  ], grid1d(gpu, ceilDiv(n, WG)));
+  const dtSum = createColumnSum(gpu, `${label}.dt_bias`, {
+    input: args.dx,
+    out: args.dDtBias,
+    rows: args.rows,
+    cols: H,
+  });
+  const aSum = createColumnSum(gpu, `${label}.A_log`, { input: dgg, out: args.dA_log, rows: args.rows, cols: H });
+  return sequence(label, [gates, dtSum, aSum], [dgg, dtSum.workspace, aSum.workspace]);
+}
+
 // ---- the delta rule ------------------------------------------------------------------------------------------------
 
 export type DeltaUpdate = "delta" | "additive";

@@ -4,7 +4,8 @@
  * h*K.., h*V.., h). The projections and short convs are matmuls and the Mamba conv op, not here.
  *
  * 1. L2 norm per head (fla's l2norm): y = x·r, r = 1/sqrt(Σ x² + eps), eps = 1e-6; dx = r·(dy − y·(y·dy)).
- * 2. Gates: β = sigmoid(b); Gated DeltaNet's log decay g = −exp(A_log[h])·softplus(a + dt_bias[h]), α = exp(g).
+ * 2. Gates: β = sigmoid(b); Gated DeltaNet's log decay g = −exp(A_log[h])·softplus(a + dt_bias[h]), α = exp(g);
+ *    Mamba-2's β = dt = softplus(x + dt_bias[h]) and g = −exp(A_log[h])·dt.
  * 3. The delta rule per (b, h), the state S [V, K] (S_{-1} = 0), c = scale (fla's default K^-1/2):
  *      S̃_t = α_t·S_{t−1} (α = 1 without a gate),  e_t = v_t − S̃_t·k_t,
  *      S_t = S̃_t + β_t·e_t·k_tᵀ  (= α_t·S_{t−1}(I − β_t k_t k_tᵀ) + β_t v_t k_tᵀ),  o_t = c·S_t·q_t.
@@ -142,6 +143,39 @@ export function deltaGatesBackwardRef(
     dA_log[h] += dg[i] * g;
   }
   return { db, da, dA_log, dDtBias };
+}
+
+/** Mamba-2's gates: β = dt = softplus(x + dt_bias), g = −exp(A_log)·dt. */
+export function dtGatesForwardRef(
+  x: ArrayLike<number>,
+  A_log: ArrayLike<number>,
+  dtBias: ArrayLike<number>,
+  heads: number,
+): { beta: Float64Array; g: Float64Array } {
+  checkLength("A_log", A_log, heads);
+  checkLength("dtBias", dtBias, heads);
+  const beta = Float64Array.from(x, (v, i) => softplus(v + dtBias[i % heads]));
+  return { beta, g: beta.map((dt, i) => -Math.exp(A_log[i % heads]) * dt) };
+}
+
+/** dx = (dβ − exp(A_log)·dg)·sigmoid(x + dt_bias); dA_log = Σ dg·g; ddt_bias = Σ dx. */
+export function dtGatesBackwardRef(
+  x: ArrayLike<number>,
+  A_log: ArrayLike<number>,
+  dtBias: ArrayLike<number>,
+  heads: number,
+  dbeta: ArrayLike<number>,
+  dg: ArrayLike<number>,
+): { dx: Float64Array; dA_log: Float64Array; dDtBias: Float64Array } {
+  const { g } = dtGatesForwardRef(x, A_log, dtBias, heads);
+  const dx = new Float64Array(x.length), dA_log = new Float64Array(heads), dDtBias = new Float64Array(heads);
+  for (let i = 0; i < x.length; i++) {
+    const h = i % heads;
+    dx[i] = (dbeta[i] - Math.exp(A_log[h]) * dg[i]) * sigmoid(x[i] + dtBias[h]);
+    dDtBias[h] += dx[i];
+    dA_log[h] += dg[i] * g[i];
+  }
+  return { dx, dA_log, dDtBias };
 }
 
 // ---- 3. The delta rule -------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import {
   createDeltaGatesBackward,
   createDeltaRule,
   createDeltaRuleBackward,
+  createDtGates,
+  createDtGatesBackward,
   createL2Norm,
   createL2NormBackward,
   deltaCheckpointLength,
@@ -19,6 +21,8 @@ import {
   deltaGatesForwardRef,
   deltaRuleBackwardRef,
   deltaRuleForwardRef,
+  dtGatesBackwardRef,
+  dtGatesForwardRef,
   l2NormBackwardRef,
   l2NormForwardRef,
 } from "../../src/reference/delta_rule.ts";
@@ -198,6 +202,57 @@ Deno.test({
       tolerance: FP32_TOLERANCE,
       tolerances: { dA_log: { rtol: 2e-3, atol: 2e-4 }, dDtBias: { rtol: 2e-3, atol: 2e-4 } },
     });
+  },
+});
+
+Deno.test({
+  name: "delta rule ops: Mamba-2's dt gates and their gradients vs float64",
+  ...gpuTest,
+  fn: async () => {
+    const gpu = await testGpu();
+    const release = gpu.allocator.scope();
+    const rows = 37, H = 3, n = rows * H;
+    const x = q32(randn(n, 31)), A_log = q32(randn(H, 32)), dtBias = q32(randn(H, 33));
+    const dgates = q32(randn(2 * n, 34));
+    const f = dtGatesForwardRef(x, A_log, dtBias, H);
+    const g = dtGatesBackwardRef(x, A_log, dtBias, H, dgates.subarray(0, n), dgates.subarray(n));
+    const tensor = (name: string, data: Float64Array | number) => {
+      const len = typeof data === "number" ? data : data.length;
+      const t = gpu.allocator.tensor(name, [len], "activations");
+      writeTensor(gpu, t, typeof data === "number" ? new Float32Array(len).fill(JUNK) : f32(data));
+      return t;
+    };
+    const t = {
+      x: tensor("x", x),
+      A_log: tensor("A_log", A_log),
+      dtBias: tensor("dtBias", dtBias),
+      gates: tensor("gates", 2 * n),
+      dgates: tensor("dgates", dgates),
+      dx: tensor("dx", n),
+      dA_log: tensor("dA_log", new Float64Array(H).fill(1)),
+      dDtBias: tensor("dDtBias", new Float64Array(H).fill(1)),
+    };
+    const common = { rows, heads: H, x: t.x, A_log: t.A_log, dtBias: t.dtBias };
+    submit(gpu, [
+      createDtGates(gpu, "dt", { ...common, gates: t.gates }),
+      createDtGatesBackward(gpu, "dt.bwd", {
+        ...common,
+        dgates: t.dgates,
+        dx: t.dx,
+        dA_log: t.dA_log,
+        dDtBias: t.dDtBias,
+      }),
+    ]);
+    const ref: Values = {
+      gates: [...f.beta, ...f.g],
+      dx: g.dx,
+      dA_log: g.dA_log.map((v) => v + 1),
+      dDtBias: g.dDtBias.map((v) => v + 1),
+    };
+    const got: Values = {};
+    for (const k of Object.keys(ref)) got[k] = await readTensor(gpu, t[k as keyof typeof t]);
+    release();
+    await checkKernel({ name: "dt gates", reference: () => ref, gpu: () => got, tolerance: FP32_TOLERANCE });
   },
 });
 

@@ -5,6 +5,8 @@ import {
   deltaRuleBackwardRef,
   deltaRuleForwardRef,
   type DeltaShape,
+  dtGatesBackwardRef,
+  dtGatesForwardRef,
   l2NormBackwardRef,
   l2NormForwardRef,
   sigmoid,
@@ -107,6 +109,20 @@ Deno.test("delta rule reference: L2 norm and the gates vs central differences", 
     const base = Float64Array.from(gates[name]);
     checkFiniteDifferences(`gates d${name}`, (p) => loss({ ...gates, [name]: p }), base, analytic!);
   }
+});
+
+Deno.test("delta rule reference: Mamba-2's dt gates vs central differences", () => {
+  const H = 2, rows = 5;
+  const x = randn(rows * H, 21), A_log = randn(H, 22), dtBias = randn(H, 23);
+  const wb = randn(rows * H, 24), wg = randn(rows * H, 25);
+  const loss = (xs: Float64Array, al: Float64Array, db: Float64Array) => {
+    const f = dtGatesForwardRef(xs, al, db, H);
+    return dot(f.beta, wb) + dot(f.g, wg);
+  };
+  const g = dtGatesBackwardRef(x, A_log, dtBias, H, wb, wg);
+  checkFiniteDifferences("dt gates dx", (p) => loss(p, A_log, dtBias), Float64Array.from(x), g.dx);
+  checkFiniteDifferences("dt gates dA_log", (p) => loss(x, p, dtBias), Float64Array.from(A_log), g.dA_log);
+  checkFiniteDifferences("dt gates ddt_bias", (p) => loss(x, A_log, p), Float64Array.from(dtBias), g.dDtBias);
 });
 
 Deno.test("delta rule reference: wrong lengths are refused with the operand's name", () => {
