@@ -226,6 +226,77 @@ fn dt_gates_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 }
 #endif
 
+// Mamba-2's inputs around the additive update (H heads of P = valueDim channels, one group of N = keyDim states):
+//   ssd_skip_forward     out = y + D[h]·x, per element of [rows, H·P]
+//   ssd_inputs_backward  per row, the gradient of the conv output xBC [rows, H·P + 2N]: x's columns dx = dv + D[h]·dy,
+//                        B's and C's the sums over heads of dk and dq ([rows, H·N], heads in order); and per (row, head)
+//                        Σ_p dy·x, which the host sums over rows into D's gradient
+#if PASS_SSD_SKIP_FORWARD
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> D: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn ssd_skip_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = flat_id(gid, nwg);
+  if (idx >= p.n) {
+    return;
+  }
+  let h = (idx / p.valueDim) % p.heads;
+  out[idx] = fma(D[h], x[idx], y[idx]);
+}
+#endif
+
+#if PASS_SSD_INPUTS_BACKWARD
+@group(0) @binding(1) var<storage, read> dv: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> D: array<f32>;
+@group(0) @binding(5) var<storage, read> dk: array<f32>;
+@group(0) @binding(6) var<storage, read> dq: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dxbc: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dDrows: array<f32>;
+
+// Invocation (row, c), c < H·P + 2N + H: a column of dxbc, or (the last H) a head's Σ_p dy·x.
+@compute @workgroup_size(64)
+fn ssd_inputs_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = flat_id(gid, nwg);
+  let H = p.heads;
+  let P = p.valueDim;
+  let N = p.keyDim;
+  let HP = H * P;
+  let W = HP + 2u * N;
+  if (idx >= p.rows * (W + H)) {
+    return;
+  }
+  let row = idx / (W + H);
+  let c = idx % (W + H);
+  if (c < HP) {
+    let i = row * HP + c;
+    dxbc[row * W + c] = fma(D[c / P], dy[i], dv[i]);
+  } else if (c < W) {
+    let n = (c - HP) % N;
+    var acc = 0.0;
+    for (var h = 0u; h < H; h++) {
+      if (c < HP + N) {
+        acc += dk[(row * H + h) * N + n];
+      } else {
+        acc += dq[(row * H + h) * N + n];
+      }
+    }
+    dxbc[row * W + c] = acc;
+  } else {
+    let h = c - W;
+    var acc = 0.0;
+    for (var j = 0u; j < P; j++) {
+      acc = fma(dy[row * HP + h * P + j], x[row * HP + h * P + j], acc);
+    }
+    dDrows[row * H + h] = acc;
+  }
+}
+#endif
+
 // ---- the delta rule ----------------------------------------------------------------------------------------------
 
 // State rows R = B·H·V: one invocation each in the sweeps.

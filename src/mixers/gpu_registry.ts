@@ -10,6 +10,7 @@ import { buildRwkvTimeMix } from "./rwkv_gpu.ts";
 import { buildMamba } from "./mamba_gpu.ts";
 import { buildHyena } from "./hyena_gpu.ts";
 import { buildDeltaNet } from "./delta_net_gpu.ts";
+import { buildMamba2 } from "./mamba2_gpu.ts";
 import type { LayerDescriptor } from "./descriptor.ts";
 import type { MixerBuilder } from "./types.ts";
 
@@ -21,6 +22,7 @@ export const GPU_BUILDERS: Readonly<Record<string, MixerBuilder>> = {
   mamba: buildMamba,
   hyena: buildHyena,
   delta_net: buildDeltaNet,
+  mamba2: buildMamba2,
 };
 
 export function gpuBuilder(layer: LayerDescriptor): MixerBuilder {

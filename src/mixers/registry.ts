@@ -10,6 +10,7 @@ import { convRwkv, rwkv } from "./rwkv.ts";
 import { mamba } from "./mamba.ts";
 import { hyena } from "./hyena.ts";
 import { deltaNet, gatedDeltaNet } from "./delta_net.ts";
+import { mamba2 } from "./mamba2.ts";
 import type { ArchDescriptor } from "./descriptor.ts";
 
 export const ARCHITECTURES = [
@@ -28,6 +29,7 @@ export const ARCHITECTURES = [
   slidingWindow,
   deltaNet,
   gatedDeltaNet,
+  mamba2,
 ] as const;
 
 type Registered = typeof ARCHITECTURES[number];

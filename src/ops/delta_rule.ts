@@ -365,6 +365,89 @@ export function createDtGatesBackward(gpu: Gpu, label: string, args: DtGatesBack
   return sequence(label, [gates, dtSum, aSum], [dgg, dtSum.workspace, aSum.workspace]);
 }
 
+// ---- Mamba-2's inputs ----------------------------------------------------------------------------------------------
+
+export interface SsdShape {
+  rows: number;
+  heads: number;
+  /** Channels per head P. */
+  headDim: number;
+  /** d_state N (one group: B and C shared by the heads). */
+  state: number;
+}
+
+function ssdParams(gpu: Gpu, label: string, s: SsdShape, n: number): GPUBuffer {
+  checkDims(label, { rows: s.rows, heads: s.heads, headDim: s.headDim, state: s.state });
+  const shape = { batch: 1, seqLen: s.rows, heads: s.heads, keyDim: s.state, valueDim: s.headDim };
+  return params(gpu, label, { shape, n });
+}
+
+/** out = y + D[h]·x over [rows, H·P] (Mamba-2's skip). */
+export function createSsdSkip(
+  gpu: Gpu,
+  label: string,
+  args: { shape: SsdShape; y: Tensor; x: Tensor; D: Tensor; out: Tensor },
+): Dispatch {
+  const s = args.shape, n = s.rows * s.heads * s.headDim;
+  const u = ssdParams(gpu, label, s, n);
+  validate(label, { y: [args.y, n], x: [args.x, n], D: [args.D, s.heads], out: [args.out, n] }, ["out"]);
+  return makeDispatch(gpu, label, KERNEL, "ssd_skip_forward", { PASS_SSD_SKIP_FORWARD: true }, [
+    u,
+    args.y,
+    args.x,
+    args.D,
+    args.out,
+  ], grid1d(gpu, ceilDiv(n, WG)));
+}
+
+export interface SsdInputsBackwardArgs {
+  shape: SsdShape;
+  /** The update's dv [rows, H·P] and the skip's input gradient dy (the update's dout) [rows, H·P]. */
+  dv: Tensor;
+  dy: Tensor;
+  /** x [rows, H·P] and D [H]. */
+  x: Tensor;
+  D: Tensor;
+  /** The update's dk (B broadcast to the heads) and dq (C), [rows, H·N] each. */
+  dk: Tensor;
+  dq: Tensor;
+  /** Output [rows, H·P + 2N]: the gradient of the conv output (x | B | C), overwritten. */
+  dxbc: Tensor;
+  /** [H], accumulated (+=). */
+  dD: Tensor;
+}
+
+/** dxbc (x: dv + D·dy; B, C: the sums over heads) and dD += Σ dy·x, in a fixed order. */
+export function createSsdInputsBackward(gpu: Gpu, label: string, args: SsdInputsBackwardArgs): DeltaDispatch {
+  const s = args.shape, HP = s.heads * s.headDim, n = s.rows * HP, hn = s.rows * s.heads * s.state;
+  const W = HP + 2 * s.state;
+  const u = ssdParams(gpu, label, s, n);
+  validate(label, {
+    dv: [args.dv, n],
+    dy: [args.dy, n],
+    x: [args.x, n],
+    D: [args.D, s.heads],
+    dk: [args.dk, hn],
+    dq: [args.dq, hn],
+    dxbc: [args.dxbc, s.rows * W],
+    dD: [args.dD, s.heads],
+  }, ["dxbc", "dD"]);
+  const dDrows = gpu.allocator.tensor(`${label}.dD_rows`, [s.rows, s.heads], "workspace");
+  const pass = makeDispatch(gpu, label, KERNEL, "ssd_inputs_backward", { PASS_SSD_INPUTS_BACKWARD: true }, [
+    u,
+    args.dv,
+    args.dy,
+    args.x,
+    args.D,
+    args.dk,
+    args.dq,
+    args.dxbc,
+    dDrows,
+  ], grid1d(gpu, ceilDiv(s.rows * (W + s.heads), WG)));
+  const dSum = createColumnSum(gpu, `${label}.D`, { input: dDrows, out: args.dD, rows: s.rows, cols: s.heads });
+  return sequence(label, [pass, dSum], [dDrows, dSum.workspace]);
+}
+
 // ---- the delta rule ------------------------------------------------------------------------------------------------
 
 export type DeltaUpdate = "delta" | "additive";

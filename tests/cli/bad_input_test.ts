@@ -195,7 +195,7 @@ Deno.test("bad input: numbers, repeated flags and duplicate keys", async () => {
     await oneLine(["train", "--mixer", "based", "--d-model", "8"], /dModel: 8 is too small for based/);
     await oneLine(
       ["train", "--mixer", "h3"],
-      /mixer: got "h3", expected one of attention, .*sliding_window, deltanet, gated_deltanet$/,
+      /mixer: got "h3", expected one of attention, .*sliding_window, deltanet, gated_deltanet, mamba2$/,
     );
     await oneLine(
       ["train", "--mixer", "deltanet", "--d-model", "25"],

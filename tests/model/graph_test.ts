@@ -23,7 +23,8 @@ const SHAPES = [
   { D: 24, L: 8, V: 64, B: 2, N: 2 },
   { D: 48, L: 66, V: 160, B: 2, N: 8 },
 ] as const;
-const mqarOf = (s: typeof SHAPES[number]): MqarConfig => ({
+type Shape = { D: number; L: number; V: number; B: number; N: number };
+const mqarOf = (s: Shape): MqarConfig => ({
   vocabSize: s.V,
   seqLen: s.L,
   numKvPairs: s.N,
@@ -37,8 +38,14 @@ const STEP_SEED = 2024;
 // fp32 through ~20 kernels vs float64: gradients of small magnitude need an absolute floor.
 const TOLERANCE = { rtol: 2e-3, atol: 2e-5 };
 
-for (const shape of SHAPES) {
-  for (const mixer of MIXERS) {
+// Mamba-2 splits d_inner into heads of 64 only from d = 32: a multi-head case (B and C broadcast to 2 heads).
+const CASES: [Shape, typeof MIXERS[number]][] = [
+  ...SHAPES.flatMap((s) => MIXERS.map((m): [Shape, typeof MIXERS[number]] => [s, m])),
+  [{ D: 64, L: 10, V: 64, B: 2, N: 2 }, "mamba2"],
+];
+
+for (const [shape, mixer] of CASES) {
+  {
     const { D, L, V, B, N } = shape;
     const MQAR = mqarOf(shape);
     Deno.test({

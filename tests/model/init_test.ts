@@ -124,6 +124,25 @@ const EXPECTED_LAYOUT: Record<string, (string | number[])[][]> = {
   // Hyena's registration order: in_proj, out_proj, short_filter, then filter_fn (bias, pos_emb.z, the implicit MLP
   // with its one shared Sin frequency at implicit_filter.1).
   hyena: layout(hyenaLayer(L0), hyenaLayer(L1)),
+  // Mamba2Block as MambaBlock; zoology's Mamba2: in_proj (z 128 | xBC 160 | dt 2), conv over xBC, 2 heads of 64.
+  mamba2: [
+    ...COMMON_HEAD,
+    ...[0, 1].flatMap((layer) => {
+      const m = `backbone.layers.${layer}.mixer.`;
+      return [
+        [`${m}in_proj.weight`, [290, 64]],
+        [`${m}conv1d.weight`, [160, 1, 4]],
+        [`${m}conv1d.bias`, [160]],
+        [`${m}dt_bias`, [2]],
+        [`${m}A_log`, [2]],
+        [`${m}D`, [2]],
+        [`${m}norm.weight`, [128]],
+        [`${m}out_proj.weight`, [64, 128]],
+        [`backbone.layers.${layer}.norm.weight`, [64]],
+      ];
+    }),
+    ...LN_F,
+  ].map(([n, sh]) => [n as string, [...sh as readonly number[]]]),
   deltanet: layout(BASECONV, deltaNet(false)),
   gated_deltanet: layout(BASECONV, deltaNet(true)),
 };

@@ -110,6 +110,9 @@ Deno.test("param count: totals at d=64, L=64, V=8192 (spec §4.1) for all traina
     // 2·4096 + 8192 + 256 + 4 + 1024 + 64 + 8192 (counted by hand from fla's modules, zoology's 2 heads).
     deltanet: 550752,
     gated_deltanet: 559364,
+    // 528,384 + 4d (two RMSNorms, ln_f) + 2 × (in_proj 64·290 + conv 160·4 + 160 + dt_bias, A_log, D 2 each + norm 128
+    // + out_proj 128·64) = 528,384 + 256 + 2 × 27,686 (zoology's Mamba2 modules, counted by hand).
+    mamba2: 584012,
   };
   assertEquals(Object.keys(expected).sort(), [...MIXERS].sort());
   for (const mixer of MIXERS) {

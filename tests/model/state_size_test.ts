@@ -24,7 +24,7 @@ Deno.test("state size: KV cache of softmax attention at L, of w + 1 tokens with 
     assertEquals(s.perLayer.every((n) => typeof n === "number" && n > 0), true, mixer);
   }
   // Recurrent mixers keep a state that does not grow with L.
-  for (const mixer of ["based", "rebased", "rwkv", "mamba", "deltanet", "gated_deltanet"] as const) {
+  for (const mixer of ["based", "rebased", "rwkv", "mamba", "deltanet", "gated_deltanet", "mamba2"] as const) {
     const at = (seqLen: number) => stateSize(makeArchConfig({ mixer, dModel: d, seqLen })).total;
     assertEquals(at(256), at(2048), mixer);
   }
