@@ -37,7 +37,7 @@ Deno.test("bench flags: defaults and parsed values", () => {
 
 Deno.test("bench flags: every bad value is a one-line UsageError naming its flag", () => {
   const cases: [string[], string][] = [
-    [["--mixers", "based,mamba2"], "--mixers"],
+    [["--mixers", "based,mamba3"], "--mixers"],
     [["--mixers", ""], "--mixers"],
     [["--d-models", "64,x"], "--d-models"],
     [["--d-models", "8", "--mixers", "based"], "--d-models"], // 12 heads need d >= 12

@@ -120,8 +120,11 @@ Deno.test("model reference: loss at init is ≈ ln V for every mixer, accuracy i
   for (const mixer of MIXERS) {
     const cfg = config(mixer);
     const r = modelForward(cfg, initParams(cfg, 0), batch(), EVAL);
-    // Logits at init are ~N(0, 0.02²·d): the loss is within a few hundredths of ln V.
-    assert(Math.abs(r.loss - Math.log(V)) < 0.05, `${mixer}: loss at init ${r.loss} vs ln V ${Math.log(V)}`);
+    // Logits at init are ~N(0, 0.02²·d): the loss of 4 labelled positions is ln V ± about 0.05 (one init seed gave
+    // mamba2 −0.095), so the check averages 8 init seeds.
+    let mean = 0;
+    for (let seed = 0; seed < 8; seed++) mean += modelForward(cfg, initParams(cfg, seed), batch(), EVAL).loss / 8;
+    assert(Math.abs(mean - Math.log(V)) < 0.05, `${mixer}: mean loss at init ${mean} vs ln V ${Math.log(V)}`);
     assertEquals(r.logits.length, B * MQAR.numKvPairs * V);
     assert(Number.isInteger(r.correct) && r.correct >= 0 && r.correct <= B * MQAR.numKvPairs);
   }
