@@ -22,9 +22,9 @@ import {
   createRmsNorm,
   createRmsNormBackward,
 } from "../ops/mamba.ts";
-import { type LinearArgs, linearBackward, linearForward } from "../model/linear.ts";
+import { linearBackward, linearForward } from "../model/linear.ts";
 import { deltaNetBuffers, type DeltaNetOptions, deltaWidths } from "./delta_net.ts";
-import type { MixerBuilder } from "./types.ts";
+import { type MixerBuilder, mixerLinear } from "./types.ts";
 
 export const buildDeltaNet: MixerBuilder = (ctx) => {
   const options = ctx.layer.options as DeltaNetOptions;
@@ -37,14 +37,8 @@ export const buildDeltaNet: MixerBuilder = (ctx) => {
   const segmentTokens = deltaSegmentTokens(gpu, shape);
   const checkpoints = ctx.activation("checkpoints", [deltaCheckpointLength(shape, segmentTokens)]);
   const p = (name: string) => ctx.param(name);
-  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number): LinearArgs => ({
-    x,
-    y,
-    weight: p(`${name}.weight`),
-    rows,
-    inFeatures: inF,
-    outFeatures: outF,
-  });
+  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>
+    mixerLinear(ctx, name, x, y, inF, outF, bias);
   const projections = [
     linear("q_proj", ctx.input, buf.q0, d, HK),
     linear("k_proj", ctx.input, buf.k0, d, HK),

@@ -24,9 +24,9 @@ import {
   createSiluGate,
   createSiluGateBackward,
 } from "../ops/mamba.ts";
-import { type LinearArgs, linearBackward, linearForward } from "../model/linear.ts";
+import { linearBackward, linearForward } from "../model/linear.ts";
 import { mamba2Buffers, mamba2Widths } from "./mamba2.ts";
-import type { MixerBuilder } from "./types.ts";
+import { type MixerBuilder, mixerLinear } from "./types.ts";
 
 export const buildMamba2: MixerBuilder = (ctx) => {
   const { gpu, cfg, rows, batch } = ctx;
@@ -38,14 +38,8 @@ export const buildMamba2: MixerBuilder = (ctx) => {
   const segmentTokens = deltaSegmentTokens(gpu, shape);
   const checkpoints = ctx.activation("checkpoints", [deltaCheckpointLength(shape, segmentTokens)]);
   const p = (name: string) => ctx.param(name);
-  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number): LinearArgs => ({
-    x,
-    y,
-    weight: p(`${name}.weight`),
-    rows,
-    inFeatures: inF,
-    outFeatures: outF,
-  });
+  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>
+    mixerLinear(ctx, name, x, y, inF, outF, bias);
   const inProjArgs = linear("in_proj", ctx.input, buf.zx, d, inProj);
   const outProj = linear("out_proj", buf.yn, ctx.output, Di, d);
   const convShape = { batch, seqLen: cfg.seqLen, channels: W };

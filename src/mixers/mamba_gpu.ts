@@ -18,9 +18,9 @@ import {
   scanCheckpointLength,
   scanSegmentTokens,
 } from "../ops/mamba.ts";
-import { type LinearArgs, linearBackward, linearForward } from "../model/linear.ts";
+import { linearBackward, linearForward } from "../model/linear.ts";
 import { mambaBuffers, mambaWidths } from "./mamba.ts";
-import type { MixerBuilder } from "./types.ts";
+import { type MixerBuilder, mixerLinear } from "./types.ts";
 
 export const buildMamba: MixerBuilder = (ctx) => {
   const { gpu, cfg, rows, batch } = ctx;
@@ -33,15 +33,8 @@ export const buildMamba: MixerBuilder = (ctx) => {
   const segmentTokens = scanSegmentTokens(gpu, cfg.seqLen, { batch, channels: Di, state: N });
   const checkpoints = ctx.activation("checkpoints", [scanCheckpointLength(scanShape, segmentTokens)]);
   const p = (name: string) => ctx.param(name);
-  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false): LinearArgs => ({
-    x,
-    y,
-    weight: p(`${name}.weight`),
-    bias: bias ? p(`${name}.bias`) : undefined,
-    rows,
-    inFeatures: inF,
-    outFeatures: outF,
-  });
+  const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>
+    mixerLinear(ctx, name, x, y, inF, outF, bias);
   const inProj = linear("in_proj", ctx.input, buf.xz, d, 2 * Di);
   const xProj = linear("x_proj", buf.xc, buf.dbc, Di, W);
   const dtProj = linear("dt_proj", buf.dt_in, buf.dt, R, Di, true);

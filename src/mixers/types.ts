@@ -5,6 +5,7 @@ import type { Dispatch } from "../ops/_dispatch.ts";
 import type { ModelConfig } from "../model/config.ts";
 import type { ParamSlot, ParamStore } from "../model/parameters.ts";
 import type { LayerDescriptor } from "./descriptor.ts";
+import type { LinearArgs } from "../model/linear.ts";
 
 export interface MixerContext {
   gpu: Gpu;
@@ -46,4 +47,25 @@ export type MixerBuilder = (ctx: MixerContext) => MixerGraph;
 
 export function paramLookup(store: ParamStore, prefix: string): (name: string) => ParamSlot {
   return (name) => store.get(`${prefix}${name}`);
+}
+
+/** The LinearArgs of the mixer's Linear `name` ([out, in] weight `name.weight`, optional `name.bias`) over ctx.rows. */
+export function mixerLinear(
+  ctx: MixerContext,
+  name: string,
+  x: Tensor,
+  y: Tensor,
+  inFeatures: number,
+  outFeatures: number,
+  bias = false,
+): LinearArgs {
+  return {
+    x,
+    y,
+    weight: ctx.param(`${name}.weight`),
+    bias: bias ? ctx.param(`${name}.bias`) : undefined,
+    rows: ctx.rows,
+    inFeatures,
+    outFeatures,
+  };
 }
