@@ -29,7 +29,7 @@ import {
   l2NormBackwardRef,
   l2NormForwardRef,
 } from "../reference/delta_rule.ts";
-import { deltaCheckpointLength, deltaSegmentTokens } from "../ops/delta_rule.ts";
+import { deltaPlan } from "../ops/delta_rule.ts";
 import { baseConvLayer } from "./base_conv.ts";
 import { conv1dDefault, defineArch, type FlopTerm, type LayerDescriptor, linearFlops, ONES } from "./descriptor.ts";
 
@@ -207,7 +207,7 @@ function makeDeltaNetLayer(options: DeltaNetOptions, label: string): LayerDescri
       for (const [name, width] of deltaNetBuffers(cfg, options, training)) act(`${label}.${name}`, rows * width);
       const { H, K, V } = deltaWidths(cfg, options);
       const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: K, valueDim: V };
-      act(`${label}.checkpoints`, deltaCheckpointLength(shape, deltaSegmentTokens(adapter, shape)));
+      act(`${label}.checkpoints`, deltaPlan(adapter, shape).checkpointLength);
     },
     // fla registers D = ones(H) after A_log but never reads it; PyTorch leaves a parameter without a gradient as it is,
     // so it is a fixed entry of the state_dict here (strict loads both ways), not a trained parameter.

@@ -13,8 +13,7 @@ import {
   createDeltaRuleBackward,
   createL2Norm,
   createL2NormBackward,
-  deltaCheckpointLength,
-  deltaSegmentTokens,
+  deltaPlan,
 } from "../ops/delta_rule.ts";
 import {
   createCausalConvSilu,
@@ -34,8 +33,8 @@ export const buildDeltaNet: MixerBuilder = (ctx) => {
     deltaNetBuffers(cfg, options, ctx.training).map(([name, width]) => [name, ctx.activation(name, [rows, width])]),
   ) as Record<string, Tensor>;
   const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: K, valueDim: V };
-  const segmentTokens = deltaSegmentTokens(gpu, shape);
-  const checkpoints = ctx.activation("checkpoints", [deltaCheckpointLength(shape, segmentTokens)]);
+  const plan = deltaPlan(gpu, shape);
+  const checkpoints = ctx.activation("checkpoints", [plan.checkpointLength]);
   const p = (name: string) => ctx.param(name);
   const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>
     mixerLinear(ctx, name, x, y, inF, outF, bias);
@@ -64,7 +63,8 @@ export const buildDeltaNet: MixerBuilder = (ctx) => {
     gates: buf.gates,
     gated: options.gated,
     checkpoints,
-    segmentTokens,
+    segmentTokens: plan.segmentTokens,
+    variant: plan.variant,
   };
   const norm = { rows: rows * H, width: V, weight: p("o_norm.weight") };
   const forward: Dispatch[] = [
@@ -91,7 +91,7 @@ export const buildDeltaNet: MixerBuilder = (ctx) => {
     }),
     linearForward(gpu, `${ctx.label}.o_proj`, outProj),
   ];
-  const variants = { delta_rule: `recurrent-segments-${segmentTokens}` };
+  const variants = { delta_rule: plan.label };
   if (!ctx.training) return { forward, backward: [], variants };
 
   const convBiasGrad = gpu.allocator.tensor(`${ctx.label}.conv_bias.grad`, [HV], "workspace");

@@ -26,7 +26,7 @@ import {
   dtGatesBackwardRef,
   dtGatesForwardRef,
 } from "../reference/delta_rule.ts";
-import { deltaCheckpointLength, deltaSegmentTokens } from "../ops/delta_rule.ts";
+import { deltaPlan } from "../ops/delta_rule.ts";
 import { conv1dDefault, defineArch, type FlopTerm, type LayerDescriptor, linearFlops, ONES } from "./descriptor.ts";
 
 export const MAMBA2_D_STATE = 16;
@@ -194,7 +194,7 @@ export const mamba2Layer: LayerDescriptor<null> = {
     for (const [name, width] of mamba2Buffers(cfg, training)) act(`${label}.${name}`, rows * width);
     const { N, P, H } = mamba2Widths(cfg);
     const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: N, valueDim: P };
-    act(`${label}.checkpoints`, deltaCheckpointLength(shape, deltaSegmentTokens(adapter, shape)));
+    act(`${label}.checkpoints`, deltaPlan(adapter, shape).checkpointLength);
   },
   // The SSD state H·P·N (zoology's state_size: 2·d·N) and the conv's last 3 inputs per channel.
   stateFloats: (cfg) => {

@@ -13,8 +13,7 @@ import {
   createDtGatesBackward,
   createSsdInputsBackward,
   createSsdSkip,
-  deltaCheckpointLength,
-  deltaSegmentTokens,
+  deltaPlan,
 } from "../ops/delta_rule.ts";
 import {
   createCausalConvSilu,
@@ -35,8 +34,8 @@ export const buildMamba2: MixerBuilder = (ctx) => {
     mamba2Buffers(cfg, ctx.training).map(([name, width]) => [name, ctx.activation(name, [rows, width])]),
   ) as Record<string, Tensor>;
   const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: N, valueDim: P };
-  const segmentTokens = deltaSegmentTokens(gpu, shape);
-  const checkpoints = ctx.activation("checkpoints", [deltaCheckpointLength(shape, segmentTokens)]);
+  const plan = deltaPlan(gpu, shape);
+  const checkpoints = ctx.activation("checkpoints", [plan.checkpointLength]);
   const p = (name: string) => ctx.param(name);
   const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>
     mixerLinear(ctx, name, x, y, inF, outF, bias);
@@ -68,7 +67,8 @@ export const buildMamba2: MixerBuilder = (ctx) => {
     update: "additive" as const,
     scale: 1,
     checkpoints,
-    segmentTokens,
+    segmentTokens: plan.segmentTokens,
+    variant: plan.variant,
   };
   const heads = Array.from({ length: H }, (_, h) => h);
   const ssdShape = { rows, heads: H, headDim: P, state: N };
@@ -111,7 +111,7 @@ export const buildMamba2: MixerBuilder = (ctx) => {
     }),
     linearForward(gpu, `${ctx.label}.out_proj`, outProj),
   ];
-  const variants = { ssd: `recurrent-segments-${segmentTokens}` };
+  const variants = { ssd: plan.label };
   if (!ctx.training) return { forward, backward: [], variants };
 
   const backward: Dispatch[] = [

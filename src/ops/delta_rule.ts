@@ -20,8 +20,51 @@ import { ceilDiv, type Dispatch, grid1d, makeDispatch, makeUniform } from "./_di
 import { checkDims, type Operand, validate } from "./_matrix_view.ts";
 import { createColumnSum } from "./elementwise.ts";
 import { deltaScale, type DeltaShape, L2_NORM_EPS } from "../reference/delta_rule.ts";
+import {
+  chunkedCheckpointLength,
+  chunkedWorkspaceLength,
+  createDeltaRuleChunked,
+  createDeltaRuleChunkedBackward,
+  DELTA_CHUNK_TOKENS,
+  type DeltaRuleVariant,
+  deltaValueBlock,
+} from "./_delta_chunk.ts";
 
-export type { DeltaShape };
+export type { DeltaRuleVariant, DeltaShape };
+export { DELTA_CHUNK_TOKENS, deltaValueBlock };
+
+/**
+ * The one variant rule of the delta rule: the recurrent sweep on software adapters (a chunk's barriers cost more than
+ * its work there), the chunked form elsewhere. On GPUs this is unmeasured (none was available): the recurrent sweep runs
+ * B·H·V invocations L steps deep, the chunked one L/16 steps of matmul-shaped work in B·H·⌈V/VB⌉ workgroups.
+ */
+export function selectDeltaRuleVariant(adapter: { info: { software: boolean } }): DeltaRuleVariant {
+  return adapter.info.software ? "recurrent" : "chunked";
+}
+
+/** What a layer needs to set up the delta rule on an adapter: the variant, its checkpoints and its record label. */
+export interface DeltaPlan {
+  variant: DeltaRuleVariant;
+  segmentTokens: number;
+  checkpointLength: number;
+  label: string;
+}
+
+export function deltaPlan(
+  adapter: { info: { software: boolean }; limits?: Readonly<Record<string, number>> },
+  s: DeltaShape,
+): DeltaPlan {
+  const variant = selectDeltaRuleVariant(adapter);
+  const segmentTokens = deltaSegmentTokens(adapter, s);
+  return {
+    variant,
+    segmentTokens,
+    checkpointLength: deltaCheckpointLength(s, segmentTokens, variant),
+    label: variant === "chunked"
+      ? `chunked-${DELTA_CHUNK_TOKENS}-vb${deltaValueBlock(s.keyDim, s.valueDim)}`
+      : `recurrent-segments-${segmentTokens}`,
+  };
+}
 
 const KERNEL = "delta_rule";
 const WG = 64;
@@ -44,12 +87,24 @@ export function deltaMaxSegmentTokens(keyDim: number): number {
   return Math.max(1, Math.floor((LOOP_BUDGET - 3 * keyDim) / backwardIterations(keyDim)));
 }
 
-export function deltaCheckpointLength(s: DeltaShape, segmentTokens: number): number {
+/** The forward's saved state: segment checkpoints (recurrent), or chunk states and u (chunked). */
+export function deltaCheckpointLength(
+  s: DeltaShape,
+  segmentTokens: number,
+  variant: DeltaRuleVariant = "recurrent",
+): number {
+  if (variant === "chunked") return chunkedCheckpointLength(s);
   const segments = ceilDiv(s.seqLen, segmentTokens);
   return Math.max(1, (segments - 1) * s.keyDim * stateRows(s));
 }
 
-export function deltaWorkspaceLength(s: DeltaShape, segmentTokens: number): number {
+/** The backward's workspace in floats. */
+export function deltaWorkspaceLength(
+  s: DeltaShape,
+  segmentTokens: number,
+  variant: DeltaRuleVariant = "recurrent",
+): number {
+  if (variant === "chunked") return chunkedWorkspaceLength(s);
   const S = Math.min(segmentTokens, s.seqLen), K = s.keyDim, R = stateRows(s);
   return (S + 1) * K * R + S * (K + 2) * R + K * R;
 }
@@ -474,6 +529,12 @@ export interface DeltaRuleInputs extends DeltaSegmenting {
   checkpoints: Tensor;
   /** Query scale; default K^-1/2 (fla's). */
   scale?: number;
+  /** Default selectDeltaRuleVariant; the checkpoints' length depends on it. */
+  variant?: DeltaRuleVariant;
+  /** chunked: value rows per workgroup (default deltaValueBlock). Forward and backward must agree. */
+  valueBlock?: number;
+  /** chunked: chunks per dispatch (default all on GPUs, as many as LOOP_BUDGET allows on software adapters). */
+  chunksPerDispatch?: number;
 }
 
 export interface DeltaRuleArgs extends DeltaRuleInputs {
@@ -510,14 +571,27 @@ function segmentOption(gpu: Gpu, label: string, s: DeltaShape, args: DeltaSegmen
   return S;
 }
 
-function operands(s: DeltaShape, args: DeltaRuleInputs, S: number): Record<string, Operand> {
+function variantOf(gpu: Gpu, label: string, args: DeltaRuleInputs): DeltaRuleVariant {
+  const v = args.variant ?? selectDeltaRuleVariant(gpu);
+  if (v !== "recurrent" && v !== "chunked") {
+    throw new Error(`${label}: variant must be "recurrent" or "chunked", got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function operands(
+  s: DeltaShape,
+  args: DeltaRuleInputs,
+  S: number,
+  variant: DeltaRuleVariant = "recurrent",
+): Record<string, Operand> {
   const rows = s.batch * s.seqLen, H = s.heads;
   return {
     q: [args.q, rows * H * s.keyDim],
     k: [args.k, rows * H * s.keyDim],
     v: [args.v, rows * H * s.valueDim],
     gates: [args.gates, gatesLength(rows * H, args.gated)],
-    checkpoints: [args.checkpoints, deltaCheckpointLength(s, S)],
+    checkpoints: [args.checkpoints, deltaCheckpointLength(s, S, variant)],
   };
 }
 
@@ -543,6 +617,18 @@ function updateOf(label: string, update: DeltaUpdate | undefined): boolean {
 export function createDeltaRule(gpu: Gpu, label: string, args: DeltaRuleArgs): Dispatch {
   const s = args.shape;
   checkDeltaShape(label, s);
+  if (variantOf(gpu, label, args) === "chunked") {
+    const rows = s.batch * s.seqLen;
+    validate(label, {
+      ...operands(s, args, 1, "chunked"),
+      o: [args.o, rows * s.heads * s.valueDim],
+    }, ["o", "checkpoints"]);
+    return createDeltaRuleChunked(gpu, label, {
+      ...args,
+      delta: updateOf(label, args.update),
+      scale: scaleOf(label, s, args.scale),
+    });
+  }
   const S = segmentOption(gpu, label, s, args), rows = s.batch * s.seqLen;
   validate(label, { ...operands(s, args, S), o: [args.o, rows * s.heads * s.valueDim] }, ["o", "checkpoints"]);
   const segments = segmentRanges(s.seqLen, S);
@@ -592,6 +678,22 @@ export function createDeltaRule(gpu: Gpu, label: string, args: DeltaRuleArgs): D
 export function createDeltaRuleBackward(gpu: Gpu, label: string, args: DeltaRuleBackwardArgs): DeltaDispatch {
   const s = args.shape;
   checkDeltaShape(label, s);
+  if (variantOf(gpu, label, args) === "chunked") {
+    const rows = s.batch * s.seqLen, H = s.heads;
+    validate(label, {
+      ...operands(s, args, 1, "chunked"),
+      dout: [args.dout, rows * H * s.valueDim],
+      dq: [args.dq, rows * H * s.keyDim],
+      dk: [args.dk, rows * H * s.keyDim],
+      dv: [args.dv, rows * H * s.valueDim],
+      dgates: [args.dgates, gatesLength(rows * H, args.gated)],
+    }, ["dq", "dk", "dv", "dgates"]);
+    return createDeltaRuleChunkedBackward(gpu, label, {
+      ...args,
+      delta: updateOf(label, args.update),
+      scale: scaleOf(label, s, args.scale),
+    });
+  }
   const S = segmentOption(gpu, label, s, args), rows = s.batch * s.seqLen, H = s.heads, K = s.keyDim;
   validate(label, {
     ...operands(s, args, S),

@@ -12,9 +12,13 @@ import {
   createL2NormBackward,
   deltaCheckpointLength,
   deltaMaxSegmentTokens,
+  deltaPlan,
+  type DeltaRuleVariant,
   deltaSegmentTokens,
   type DeltaShape,
+  deltaValueBlock,
   deltaWorkspaceLength,
+  selectDeltaRuleVariant,
 } from "../../src/ops/delta_rule.ts";
 import {
   deltaGatesBackwardRef,
@@ -39,6 +43,9 @@ interface Options {
   update?: "delta" | "additive";
   segmentTokens?: number;
   segmentsPerDispatch?: number;
+  variant?: DeltaRuleVariant;
+  valueBlock?: number;
+  chunksPerDispatch?: number;
 }
 
 /**
@@ -95,7 +102,7 @@ async function run(gpu: Gpu, s: DeltaShape, opts: Options, seed: number): Promis
     dtBias: act("dtBias", H, x.dtBias),
     gates: act("gates", gl),
     o: act("o", rows * H * V),
-    checkpoints: act("checkpoints", deltaCheckpointLength(s, S)),
+    checkpoints: act("checkpoints", deltaCheckpointLength(s, S, opts.variant ?? selectDeltaRuleVariant(gpu))),
     dout: act("dout", rows * H * V, x.dout),
     dq: act("dq", rows * H * K),
     dk: act("dk", rows * H * K),
@@ -118,6 +125,9 @@ async function run(gpu: Gpu, s: DeltaShape, opts: Options, seed: number): Promis
     gated: opts.gated,
     update: opts.update,
     checkpoints: t.checkpoints,
+    variant: opts.variant,
+    valueBlock: opts.valueBlock,
+    chunksPerDispatch: opts.chunksPerDispatch,
   };
   const seg = { segmentTokens: opts.segmentTokens };
   const ops = await withGpuErrors(gpu.device, "delta rule setup", () => [
@@ -186,24 +196,51 @@ for (const [gated, update] of [[false, "delta"], [true, "delta"], [true, "additi
   }
 }
 
-Deno.test({
-  name: "delta rule ops (gated): a 20000-token sequence, past llvmpipe's 65,535 loop iterations per invocation",
-  ...gpuTest,
-  fn: async () => {
-    const gpu = await testGpu();
-    // Forward: 2K + 1 = 9 iterations a token, 180,000 for the sequence; the backward 18 a token.
-    const s = { batch: 1, seqLen: 20_000, heads: 1, keyDim: 4, valueDim: 2 };
-    const { ref, got } = await run(gpu, s, { gated: true }, 5);
-    // dA_log and dt_bias sum 20,000 tokens in float32.
-    await checkKernel({
-      name: dims(s),
-      reference: () => ref,
-      gpu: () => got,
-      tolerance: FP32_TOLERANCE,
-      tolerances: { dA_log: { rtol: 2e-3, atol: 2e-4 }, dDtBias: { rtol: 2e-3, atol: 2e-4 } },
+// The chunked form (chunks of 16 tokens): one chunk, a partial last chunk, several value blocks, one chunk per dispatch.
+const CHUNKED_SHAPES: [DeltaShape, Omit<Options, "gated">][] = [
+  [{ batch: 1, seqLen: 1, heads: 1, keyDim: 1, valueDim: 1 }, {}],
+  [{ batch: 2, seqLen: 7, heads: 3, keyDim: 5, valueDim: 3 }, {}],
+  [{ batch: 2, seqLen: 33, heads: 2, keyDim: 16, valueDim: 13 }, { valueBlock: 4, chunksPerDispatch: 1 }],
+  [{ batch: 1, seqLen: 50, heads: 1, keyDim: 32, valueDim: 40 }, {}],
+];
+
+for (const [gated, update] of [[false, "delta"], [true, "delta"], [true, "additive"]] as const) {
+  for (const [s, opts] of CHUNKED_SHAPES) {
+    Deno.test({
+      name: `delta rule chunked${gated ? " (gated)" : ""}${update === "additive" ? " (additive)" : ""}: ` +
+        `forward and every gradient vs the float64 recurrence, ${dims(s)}` +
+        (opts.valueBlock ? `, value blocks of ${opts.valueBlock}` : ""),
+      ...gpuTest,
+      fn: async () => {
+        const gpu = await testGpu();
+        const { ref, got } = await run(gpu, s, { ...opts, gated, update, variant: "chunked" }, 23 + s.seqLen);
+        await checkKernel({ name: dims(s), reference: () => ref, gpu: () => got, tolerance: FP32_TOLERANCE });
+      },
     });
-  },
-});
+  }
+}
+
+for (const variant of ["recurrent", "chunked"] as const) {
+  Deno.test({
+    name:
+      `delta rule ops (gated, ${variant}): a 20000-token sequence, past llvmpipe's 65,535 loop iterations per invocation`,
+    ...gpuTest,
+    fn: async () => {
+      const gpu = await testGpu();
+      // Recurrent forward: 2K + 1 = 9 iterations a token, 180,000 for the sequence; the backward 18 a token.
+      const s = { batch: 1, seqLen: 20_000, heads: 1, keyDim: 4, valueDim: 2 };
+      const { ref, got } = await run(gpu, s, { gated: true, variant }, 5);
+      // dA_log and dt_bias sum 20,000 tokens in float32.
+      await checkKernel({
+        name: dims(s),
+        reference: () => ref,
+        gpu: () => got,
+        tolerance: FP32_TOLERANCE,
+        tolerances: { dA_log: { rtol: 2e-3, atol: 2e-4 }, dDtBias: { rtol: 2e-3, atol: 2e-4 } },
+      });
+    },
+  });
+}
 
 Deno.test({
   name: "delta rule ops: Mamba-2's dt gates and their gradients vs float64",
@@ -295,6 +332,21 @@ Deno.test({
         /software/,
       );
     }
+    assertThrows(
+      () => createDeltaRule(gpu, "d", { ...base, variant: "chunk" as "chunked" }),
+      /variant must be "recurrent" or "chunked"/,
+    );
+    const chunked = {
+      ...base,
+      variant: "chunked" as const,
+      checkpoints: vec("cpc", deltaCheckpointLength(s, 1, "chunked")),
+    };
+    assertThrows(() => createDeltaRule(gpu, "d", { ...base, variant: "chunked" }), /checkpoints .* needs 128/);
+    assertThrows(
+      () => createDeltaRule(gpu, "d", { ...chunked, valueBlock: 5 }),
+      /valueBlock must be an integer in \[1, 4\]/,
+    );
+    assertThrows(() => createDeltaRule(gpu, "d", { ...chunked, chunksPerDispatch: 0 }), /chunksPerDispatch/);
     assertThrows(() => createL2Norm(gpu, "l", { groups: 20, width: 3, x: base.q, y: base.q }), /alias/);
     // Sizes.
     assertEquals(deltaSegmentTokens({ info: { software: false } }, { ...s, seqLen: 1024 }), 32);
@@ -304,6 +356,15 @@ Deno.test({
     assertEquals(deltaMaxSegmentTokens(16), Math.floor((60_000 - 48) / 66));
     assertEquals(deltaCheckpointLength(s, 2), 2 * 3 * 16);
     assertEquals(deltaWorkspaceLength(s, 2), 3 * 3 * 16 + 2 * 5 * 16 + 3 * 16);
+    // Chunked: one 16-token chunk of states [1, B·H, V, K] = 48, then u [rows, H·V] = 80; partials [1 block, 20, 8].
+    assertEquals(deltaCheckpointLength(s, 2, "chunked"), 48 + 80);
+    assertEquals(deltaWorkspaceLength(s, 2, "chunked"), 20 * 8 + 48);
+    assertEquals(deltaValueBlock(32, 64), 16);
+    assertEquals(deltaValueBlock(128, 256), 4);
+    assertEquals(deltaValueBlock(5, 3), 3);
+    const hw = deltaPlan({ info: { software: false } }, { ...s, seqLen: 40 });
+    assertEquals([hw.variant, hw.label, hw.checkpointLength], ["chunked", "chunked-16-vb4", 3 * 48 + 2 * 40 * 2 * 4]);
+    assertEquals(deltaPlan({ info: { software: true } }, s).label, "recurrent-segments-5");
     const lavapipe = { info: { software: true }, limits: { maxStorageBufferBindingSize: 128 * 2 ** 20 } };
     const big = { batch: 64, seqLen: 2048, heads: 2, keyDim: 32, valueDim: 64 };
     const S = deltaSegmentTokens(lavapipe, big);
