@@ -64,6 +64,8 @@ export interface BenchSettings {
   profilePasses: number | null;
   /** Reduce the batch until the analytic bytes (params..activations) fit this many bytes; null: no total budget. */
   maxMemoryBytes: number | null;
+  /** Ops' variants forced by op name (GraphOptions.variants); null: the adapter's select rules. */
+  variants: Record<string, string> | null;
 }
 
 export const BENCH_DEFAULTS: BenchSettings = {
@@ -83,6 +85,7 @@ export const BENCH_DEFAULTS: BenchSettings = {
   profile: true,
   profilePasses: null,
   maxMemoryBytes: null,
+  variants: null,
 };
 
 export interface Rate {
@@ -279,6 +282,7 @@ export interface RigOptions {
   lr?: number;
   /** Distinct batches cycled through (generated up front). Default 2. */
   poolSize?: number;
+  variants?: Readonly<Record<string, string>>;
 }
 
 export interface Rig {
@@ -309,8 +313,11 @@ export function buildRig(gpu: Gpu, cfg: ModelConfig, training: boolean, options:
   const params = new ParamStore(gpu, cfg, { optimizer: training });
   params.upload(initParams(cfg, seed));
   // Training: the trainer's own step object (src/train/step.ts); inference: a forward-only graph.
-  const trainStep = training ? createTrainStep(gpu, cfg, params, { microBatch: batch, labelsPerExample }) : null;
-  const graph = trainStep?.graph ?? buildModelGraph(gpu, cfg, params, { training, batch, labelsPerExample });
+  const variants = options.variants;
+  const trainStep = training
+    ? createTrainStep(gpu, cfg, params, { microBatch: batch, labelsPerExample, variants })
+    : null;
+  const graph = trainStep?.graph ?? buildModelGraph(gpu, cfg, params, { training, batch, labelsPerExample, variants });
   const adamw = trainStep?.adamw ?? null;
   const mqar = validateMqarConfig(benchMqarConfig(cfg, labelsPerExample, poolSize * batch));
   const t0 = performance.now();
@@ -571,7 +578,13 @@ export async function benchCase(
   const log = hooks.log ?? (() => {});
   try {
     result.referenceGflops = await measureReferenceGflops(gpu);
-    const rigOptions = { batch: B, labelsPerExample: N, seed: settings.seed, lr: settings.lr };
+    const rigOptions = {
+      batch: B,
+      labelsPerExample: N,
+      seed: settings.seed,
+      lr: settings.lr,
+      variants: settings.variants ?? undefined,
+    };
     const train = await measured(gpu, "training", async () => {
       const rig = buildRig(gpu, cfg, true, rigOptions);
       result.variants = { ...rig.graph.variants };

@@ -19,7 +19,7 @@ const D = BENCH_DEFAULTS;
 
 const USAGE = `Usage: mqar bench [--mixers a,b] [--d-models 64,128] [--seq-lens 256,2048] [--batch-size N] [--steps N]
                   [--repeats N] [--warmup N] [--vocab-size N] [--window N] [--kv-pairs N] [--seed N] [--max-memory-mib N]
-                  [--no-inference] [--no-profile] [--profile-passes N] [--json] [--out DIR]
+                  [--no-inference] [--no-profile] [--profile-passes N] [--variant OP=NAME,...] [--json] [--out DIR]
 
 For each mixer × d_model × seq_len: builds the training graph at micro-batch = --batch-size, warms up, then times
 --steps training steps (forward + backward + AdamW on random MQAR batches uploaded as in training, no readback in the
@@ -45,6 +45,8 @@ that does not fit at batch 1 is skipped with a note.
   --no-inference        skip the forward-only timing
   --no-profile          skip the per-kernel timestamp profile
   --profile-passes N    profiled steps (median per kernel); default 1 on software adapters, 3 otherwise
+  --variant OP=NAME,... force an op's variant instead of the adapter's rule: delta_rule=recurrent|chunked (DeltaNet,
+                        Gated DeltaNet), ssd=recurrent|chunked (Mamba-2); the records' variants say what ran
   --out DIR             output directory (default results/bench): bench.json (everything), bench.csv, bench.md,
                         kernels.csv, bench-results.jsonl (records for \`mqar report --results DIR\`)
   --json                print the full JSON report on stdout instead of the table
@@ -68,6 +70,7 @@ const FLAGS = {
   "no-inference": { type: "boolean" },
   "no-profile": { type: "boolean" },
   "profile-passes": { type: "string" },
+  variant: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
   peer: { type: "string" },
@@ -91,6 +94,31 @@ export function parseFlagsOneLine<O extends Parameters<typeof parseFlags>[2]>(
 }
 
 const positiveInt = (flag: string) => (item: string) => numberFlag(flag, item, { integer: true, min: 1 })!;
+
+/** The variants `--variant` may force, by op (the delta rule's op is delta_rule in DeltaNet, ssd in Mamba-2). */
+const FORCEABLE_VARIANTS: Readonly<Record<string, readonly string[]>> = {
+  delta_rule: ["recurrent", "chunked"],
+  ssd: ["recurrent", "chunked"],
+};
+
+function variantFlag(value: string | undefined): Record<string, string> | null {
+  if (value === undefined) return null;
+  const out: Record<string, string> = {};
+  for (const item of value.split(",")) {
+    const [op, name, ...rest] = item.split("=");
+    const allowed = FORCEABLE_VARIANTS[op];
+    if (!allowed) {
+      throw new UsageError(
+        `--variant: unknown op "${op}" in "${item}"; valid: ${Object.keys(FORCEABLE_VARIANTS).join(", ")} (OP=NAME)`,
+      );
+    }
+    if (rest.length || !allowed.includes(name)) {
+      throw new UsageError(`--variant: ${op} must be one of ${allowed.join(", ")}, got "${item}"`);
+    }
+    out[op] = name;
+  }
+  return out;
+}
 
 /** Parses and validates the flags into settings (every error a UsageError naming its flag). */
 export function benchSettingsFromArgs(args: string[]): { settings: BenchSettings; out: string; json: boolean } {
@@ -118,6 +146,7 @@ export function benchSettingsFromArgs(args: string[]): { settings: BenchSettings
     profile: !v["no-profile"],
     profilePasses: int("profile-passes") ?? null,
     maxMemoryBytes: v["max-memory-mib"] === undefined ? null : int("max-memory-mib")! * 2 ** 20,
+    variants: variantFlag(v.variant as string | undefined),
   };
   // Every case must be a valid model and MQAR task before anything touches the GPU.
   for (const mixer of settings.mixers) {

@@ -33,7 +33,7 @@ export const buildDeltaNet: MixerBuilder = (ctx) => {
     deltaNetBuffers(cfg, options, ctx.training).map(([name, width]) => [name, ctx.activation(name, [rows, width])]),
   ) as Record<string, Tensor>;
   const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: K, valueDim: V };
-  const plan = deltaPlan(gpu, shape);
+  const plan = deltaPlan(gpu, shape, ctx.variants?.delta_rule);
   const checkpoints = ctx.activation("checkpoints", [plan.checkpointLength]);
   const p = (name: string) => ctx.param(name);
   const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>

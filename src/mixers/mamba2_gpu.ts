@@ -34,7 +34,7 @@ export const buildMamba2: MixerBuilder = (ctx) => {
     mamba2Buffers(cfg, ctx.training).map(([name, width]) => [name, ctx.activation(name, [rows, width])]),
   ) as Record<string, Tensor>;
   const shape = { batch, seqLen: cfg.seqLen, heads: H, keyDim: N, valueDim: P };
-  const plan = deltaPlan(gpu, shape);
+  const plan = deltaPlan(gpu, shape, ctx.variants?.ssd);
   const checkpoints = ctx.activation("checkpoints", [plan.checkpointLength]);
   const p = (name: string) => ctx.param(name);
   const linear = (name: string, x: Tensor, y: Tensor, inF: number, outF: number, bias = false) =>

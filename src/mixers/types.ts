@@ -32,6 +32,8 @@ export interface MixerContext {
   training: boolean;
   /** Allocates an activation buffer owned by this mixer. */
   activation(name: string, shape: number[]): Tensor;
+  /** Variants forced by op name (GraphOptions.variants); a mixer honours those of its ops. */
+  variants?: Readonly<Record<string, string>>;
 }
 
 export interface MixerGraph {

@@ -43,6 +43,11 @@ export interface GraphOptions {
   labelsPerExample: number;
   /** Shares activation buffers between graphs that never run at the same time (train and eval). */
   arena?: Map<string, Tensor>;
+  /**
+   * Forces an op's variant in every layer that has the op, by op name (e.g. { delta_rule: "chunked" }); default: the
+   * adapter's select rules. For tests and side-by-side benchmarks.
+   */
+  variants?: Readonly<Record<string, string>>;
 }
 
 export interface ModelGraph {
@@ -185,6 +190,7 @@ export function buildModelGraph(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
       dInput: dMixerIn,
       training,
       activation: (name, shape) => activation(`layers.${i}.mixer.${name}`, shape),
+      variants: options.variants,
     });
     for (const [op, variant] of Object.entries(mixer.variants ?? {})) variants[`layers.${i}.mixer.${op}`] = variant;
     return mixer;

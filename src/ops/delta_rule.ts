@@ -9,8 +9,9 @@
  * segments of S tokens: the forward saves the rows at each segment start (`deltaCheckpointLength` floats), the backward
  * walks the segments last to first, recomputing a segment's rows from its checkpoint into a workspace (bit-identical to
  * the forward's), sweeping them in decreasing t, then summing dq, dk, dβ, dg over the head's V rows in a fixed order.
- * Workspace `deltaWorkspaceLength` = (2S + 1)·K·R + 2S·R + K·R floats. (flash-linear-attention's chunked WY form does
- * the same work in matmuls with L/C steps; this form trades that parallelism for a kernel one can check by eye.)
+ * Workspace `deltaWorkspaceLength` = (2S + 1)·K·R + 2S·R + K·R floats. That is variant "recurrent" (software
+ * adapters). Variant "chunked" (src/ops/_delta_chunk.ts, kernels/delta_chunk.wgsl) is flash-linear-attention's form:
+ * the same results in chunks of 16 tokens, L/16 steps deep, with matmul-shaped work inside a chunk.
  * llvmpipe ends an invocation after 65,535 loop iterations: on software adapters segments and forward dispatches are
  * sized so that no invocation loops more than LOOP_BUDGET times.
  */
@@ -53,8 +54,12 @@ export interface DeltaPlan {
 export function deltaPlan(
   adapter: { info: { software: boolean }; limits?: Readonly<Record<string, number>> },
   s: DeltaShape,
+  forced?: string,
 ): DeltaPlan {
-  const variant = selectDeltaRuleVariant(adapter);
+  if (forced !== undefined && forced !== "recurrent" && forced !== "chunked") {
+    throw new Error(`delta rule: variant must be "recurrent" or "chunked", got ${JSON.stringify(forced)}`);
+  }
+  const variant = forced ?? selectDeltaRuleVariant(adapter);
   const segmentTokens = deltaSegmentTokens(adapter, s);
   return {
     variant,

@@ -25,6 +25,8 @@ export interface TrainStepOptions {
   arena?: Map<string, Tensor>;
   /** Parameters AdamW leaves alone (no update, no weight decay): e.g. a conv fixed to the previous token. */
   frozen?: ReadonlySet<string>;
+  /** GraphOptions.variants. */
+  variants?: Readonly<Record<string, string>>;
 }
 
 export interface TrainStep {
@@ -48,6 +50,7 @@ export function createTrainStep(gpu: Gpu, cfg: ModelConfig, params: ParamStore, 
     batch: opts.microBatch,
     labelsPerExample: opts.labelsPerExample,
     arena: opts.arena,
+    variants: opts.variants,
   });
   const adamw = createAdamW(gpu, "adamw", {
     tensors: params.slots.filter((s) => !opts.frozen?.has(s.spec.name))

@@ -181,6 +181,11 @@ Deno.test("bad input: numbers, repeated flags and duplicate keys", async () => {
     await oneLine(["sweep", "--config", TINY, "--config", TINY, "--out", dir], /--config is given more than once/);
     await oneLine(["bench", "--seq-lens", "1e9"], /--seq-lens: got "1e9", expected an integer/);
     await oneLine(["bench", "--seq-lens", "1000000000", "--vocab-size", "8192"], /^mqar bench: --seq-lens: .*seqLen/);
+    await oneLine(["bench", "--variant", "delta_rul=chunked"], /--variant: unknown op "delta_rul"/);
+    await oneLine(
+      ["bench", "--variant", "ssd=chunk"],
+      /--variant: ssd must be one of recurrent, chunked, got "ssd=chunk"/,
+    );
 
     const dup = await json(dir, '{\n  "lr": 0.001,\n  "dModel": 64,\n  "lr": 0.003\n}\n');
     await oneLine(["train", "--config", dup], /key "lr" appears twice in the top-level object \(line 4\)/);

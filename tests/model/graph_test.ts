@@ -39,17 +39,24 @@ const STEP_SEED = 2024;
 const TOLERANCE = { rtol: 2e-3, atol: 2e-5 };
 
 // Mamba-2 splits d_inner into heads of 64 only from d = 32: a multi-head case (B and C broadcast to 2 heads).
-const CASES: [Shape, typeof MIXERS[number]][] = [
+// The delta rule's chunked form (the hardware default) forced on the software adapter: 66 tokens = 4 chunks + 2.
+const CHUNKED = { delta_rule: "chunked", ssd: "chunked" } as const;
+const CASES: [Shape, typeof MIXERS[number], Record<string, string>?][] = [
   ...SHAPES.flatMap((s) => MIXERS.map((m): [Shape, typeof MIXERS[number]] => [s, m])),
   [{ D: 64, L: 10, V: 64, B: 2, N: 2 }, "mamba2"],
+  [SHAPES[1], "deltanet", CHUNKED],
+  [SHAPES[1], "gated_deltanet", CHUNKED],
+  [{ D: 64, L: 66, V: 96, B: 2, N: 4 }, "mamba2", CHUNKED],
 ];
 
-for (const [shape, mixer] of CASES) {
+for (const [shape, mixer, variants] of CASES) {
   {
     const { D, L, V, B, N } = shape;
     const MQAR = mqarOf(shape);
     Deno.test({
-      name: `model graph ${mixer} d=${D} L=${L}: training loss and all gradients, eval loss and accuracy match float64`,
+      name: `model graph ${mixer}${
+        variants ? " (chunked)" : ""
+      } d=${D} L=${L}: training loss and all gradients, eval loss and accuracy match float64`,
       ...gpuTest,
       fn: async () => {
         const gpu = await testGpu();
@@ -65,8 +72,19 @@ for (const [shape, mixer] of CASES) {
           const store = new ParamStore(gpu, cfg, { optimizer: false });
           store.upload(values);
           const batch = generateBatch(MQAR, "train", [3, 5]);
-          const train = buildModelGraph(gpu, cfg, store, { training: true, batch: B, labelsPerExample: N });
-          const evalGraph = buildModelGraph(gpu, cfg, store, { training: false, batch: B, labelsPerExample: N });
+          const train = buildModelGraph(gpu, cfg, store, { training: true, batch: B, labelsPerExample: N, variants });
+          const evalGraph = buildModelGraph(gpu, cfg, store, {
+            training: false,
+            batch: B,
+            labelsPerExample: N,
+            variants,
+          });
+          if (variants) {
+            assertEquals(
+              train.variants["layers.1.mixer." + (mixer === "mamba2" ? "ssd" : "delta_rule")].split("-")[0],
+              "chunked",
+            );
+          }
 
           const seeds = { embedding: mixSeed(STEP_SEED, 0), attention: [mixSeed(STEP_SEED, 1), mixSeed(STEP_SEED, 2)] };
           await checkKernel({
