@@ -40,6 +40,16 @@ struct Params {
 
 const WGC = 64u;
 
+// A loop bound, on GL (RUNTIME_BOUNDS) hidden behind the uniform: Mesa's GL path unrolls constant-bound loops and then
+// compiles for minutes (as in linear_attention.wgsl); Vulkan keeps the constants.
+fn rt(n: u32) -> u32 {
+#if RUNTIME_BOUNDS
+  return select(n, 0u, p.seqLen == 0u);
+#else
+  return n;
+#endif
+}
+
 fn token(b: u32, t: u32, h: u32) -> u32 {
   return (b * p.seqLen + t) * p.heads + h;
 }
@@ -54,12 +64,40 @@ fn state_index(c: u32, bh: u32, i: u32, j: u32) -> u32 {
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> gates: array<f32>;
 
-var<workgroup> sS: array<f32, VB * NK>;
-var<workgroup> sG: array<f32, CH>;
-var<workgroup> sBeta: array<f32, CH>;
-var<workgroup> sM: array<f32, CH * CH>;
-var<workgroup> sP: array<f32, CH * CH>;
-var<workgroup> sU: array<f32, CH * VB>;
+// Workgroup memory: one heap of floats, each array at an offset. On GL (PACKED) the heap is an array of mat4x4: naga
+// zero-initialises workgroup memory with one constructor per element and Mesa's GL compiler takes time quadratic in
+// their number (1,024 floats: 13 s flat, 1.1 s as 64 mat4x4 on llvmpipe), so packing 16 floats per element cuts it.
+// Shared by both sweeps: the state slice S_0 [VB, K], G and β [C], M and P [C, C], u [C, VB]; then each pass's own.
+const O_S = 0;
+const O_G = O_S + VB * NK;
+const O_BETA = O_G + CH;
+const O_M = O_BETA + CH;
+const O_P = O_M + CH * CH;
+const O_U = O_P + CH * CH;
+const O_PASS = O_U + CH * VB;
+
+#if PACKED
+var<workgroup> heap: array<mat4x4<f32>, (HEAP + 15) / 16>;
+
+fn ld(e: u32) -> f32 {
+  return heap[e >> 4u][(e >> 2u) & 3u][e & 3u];
+}
+
+fn st(e: u32, x: f32) {
+  heap[e >> 4u][(e >> 2u) & 3u][e & 3u] = x;
+}
+#else
+var<workgroup> heap: array<f32, HEAP>;
+
+fn ld(e: u32) -> f32 {
+  return heap[e];
+}
+
+fn st(e: u32, x: f32) {
+  heap[e] = x;
+}
+#endif
+
 
 fn log_decay(gh: u32) -> f32 {
 #if GATED
@@ -84,7 +122,7 @@ fn block_of(wg: vec3<u32>, nwg: vec3<u32>) -> Block {
   return Block(bh / p.heads, bh % p.heads, bh, i0, min(VB, p.valueDim - min(i0, p.valueDim)));
 }
 
-// sG, sBeta, then sM, sP of chunk c (n tokens from t0). Ends with a barrier.
+// G, β, then M, P of chunk c (n tokens from t0). Ends with a barrier.
 fn chunk_matrices(blk: Block, t0: u32, n: u32, li: u32) {
   if (li < CH) {
     var G = 0.0;
@@ -95,11 +133,11 @@ fn chunk_matrices(blk: Block, t0: u32, n: u32, li: u32) {
       }
       beta = gates[token(blk.b, t0 + li, blk.h)];
     }
-    sG[li] = G;
-    sBeta[li] = beta;
+    st(O_G + li, G);
+    st(O_BETA + li, beta);
   }
   workgroupBarrier();
-  for (var e = li; e < CH * CH; e += WGC) {
+  for (var e = li; e < rt(CH * CH); e += WGC) {
     let t = e / CH;
     let s = e % CH;
     var m = 0.0;
@@ -109,20 +147,20 @@ fn chunk_matrices(blk: Block, t0: u32, n: u32, li: u32) {
       let tb = token(blk.b, t0 + t, blk.h) * NK;
       var kq = 0.0;
       var kk = 0.0;
-      for (var j = 0u; j < NK; j++) {
+      for (var j = 0u; j < rt(NK); j++) {
         kq = fma(k[kb + j], q[tb + j], kq);
         if (DELTA) {
           kk = fma(k[kb + j], k[tb + j], kk);
         }
       }
-      let dec = exp(sG[t] - sG[s]);
+      let dec = exp(ld(O_G + t) - ld(O_G + s));
       pq = p.scale * dec * kq;
       if (s < t) {
         m = dec * kk;
       }
     }
-    sM[e] = m;
-    sP[e] = pq;
+    st(O_M + e, m);
+    st(O_P + e, pq);
   }
   workgroupBarrier();
 }
@@ -130,9 +168,9 @@ fn chunk_matrices(blk: Block, t0: u32, n: u32, li: u32) {
 // S_0·k_t (DELTA) and S_0·q_t of value row ii.
 fn state_dot(ii: u32, xb: u32, use_k: bool) -> f32 {
   var acc = 0.0;
-  for (var j = 0u; j < NK; j++) {
+  for (var j = 0u; j < rt(NK); j++) {
     let x = select(q[xb + j], k[xb + j], use_k);
-    acc = fma(sS[ii * NK + j], x, acc);
+    acc = fma(ld(O_S + ii * NK + j), x, acc);
   }
   return acc;
 }
@@ -142,7 +180,10 @@ fn state_dot(ii: u32, xb: u32, use_k: bool) -> f32 {
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;
 @group(0) @binding(6) var<storage, read_write> checkpoints: array<f32>;
 
-var<workgroup> sO: array<f32, CH * VB>;
+// scale·γ_t·(S_0·q_t) [C, VB].
+const O_O = O_PASS;
+const HEAP = O_O + CH * VB;
+
 
 @compute @workgroup_size(64)
 fn chunk_forward(
@@ -155,7 +196,7 @@ fn chunk_forward(
   }
   let blk = block_of(wg, nwg);
   let V = p.valueDim;
-  for (var e = li; e < VB * NK; e += WGC) {
+  for (var e = li; e < rt(VB * NK); e += WGC) {
     let ii = e / NK;
     var x = 0.0;
     if (ii < blk.nv) {
@@ -166,67 +207,67 @@ fn chunk_forward(
         checkpoints[si] = 0.0;
       }
     }
-    sS[e] = x;
+    st(O_S + e, x);
   }
   for (var c = p.c0; c < p.c1; c++) {
     let t0 = c * CH;
     let n = min(CH, p.seqLen - t0);
     workgroupBarrier();
     chunk_matrices(blk, t0, n, li);
-    for (var e = li; e < CH * VB; e += WGC) {
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       var rhs = 0.0;
       var oq = 0.0;
       if (tau < n && ii < blk.nv) {
         let gh = token(blk.b, t0 + tau, blk.h);
-        let gam = exp(sG[tau]);
+        let gam = exp(ld(O_G + tau));
         var sk = 0.0;
         if (DELTA) {
           sk = state_dot(ii, gh * NK, true);
         }
-        rhs = sBeta[tau] * (v[gh * V + blk.i0 + ii] - gam * sk);
+        rhs = ld(O_BETA + tau) * (v[gh * V + blk.i0 + ii] - gam * sk);
         oq = p.scale * gam * state_dot(ii, gh * NK, false);
       }
-      sU[e] = rhs;
-      sO[e] = oq;
+      st(O_U + e, rhs);
+      st(O_O + e, oq);
     }
     workgroupBarrier();
     if (DELTA && li < blk.nv) {
       for (var t = 1u; t < n; t++) {
-        var acc = sU[t * VB + li];
-        let bt = sBeta[t];
+        var acc = ld(O_U + t * VB + li);
+        let bt = ld(O_BETA + t);
         for (var s = 0u; s < t; s++) {
-          acc = fma(-bt * sM[t * CH + s], sU[s * VB + li], acc);
+          acc = fma(-bt * ld(O_M + t * CH + s), ld(O_U + s * VB + li), acc);
         }
-        sU[t * VB + li] = acc;
+        st(O_U + t * VB + li, acc);
       }
     }
     workgroupBarrier();
-    for (var e = li; e < CH * VB; e += WGC) {
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       if (tau < n && ii < blk.nv) {
-        var acc = sO[e];
+        var acc = ld(O_O + e);
         for (var s = 0u; s <= tau; s++) {
-          acc = fma(sP[tau * CH + s], sU[s * VB + ii], acc);
+          acc = fma(ld(O_P + tau * CH + s), ld(O_U + s * VB + ii), acc);
         }
         let at = token(blk.b, t0 + tau, blk.h) * V + blk.i0 + ii;
         o[at] = acc;
-        checkpoints[p.uOffset + at] = sU[e];
+        checkpoints[p.uOffset + at] = ld(O_U + e);
       }
     }
-    // sS was last read before the barrier above the solve.
-    let gl = sG[n - 1u];
-    for (var e = li; e < VB * NK; e += WGC) {
+    // The state slice was last read before the barrier above the solve.
+    let gl = ld(O_G + n - 1u);
+    for (var e = li; e < rt(VB * NK); e += WGC) {
       let ii = e / NK;
       let j = e % NK;
       if (ii < blk.nv) {
-        var acc = exp(gl) * sS[e];
+        var acc = exp(gl) * ld(O_S + e);
         for (var s = 0u; s < n; s++) {
-          acc = fma(exp(gl - sG[s]) * sU[s * VB + ii], k[token(blk.b, t0 + s, blk.h) * NK + j], acc);
+          acc = fma(exp(gl - ld(O_G + s)) * ld(O_U + s * VB + ii), k[token(blk.b, t0 + s, blk.h) * NK + j], acc);
         }
-        sS[e] = acc;
+        st(O_S + e, acc);
         if (c + 1u < p.chunks) {
           checkpoints[state_index(c + 1u, blk.bh, blk.i0 + ii, j)] = acc;
         }
@@ -242,14 +283,17 @@ fn chunk_forward(
 @group(0) @binding(7) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
 
-var<workgroup> sD: array<f32, VB * NK>;
-var<workgroup> sDo: array<f32, CH * VB>;
-var<workgroup> sE: array<f32, CH * VB>;
-var<workgroup> sX: array<f32, CH * VB>;
-var<workgroup> sSK: array<f32, CH * VB>;
-var<workgroup> sDK: array<f32, CH * VB>;
-var<workgroup> sUD: array<f32, CH * CH>;
-var<workgroup> sUE: array<f32, CH * CH>;
+// The adjoint slice dS [VB, K]; do, e, D then ū, S_0·k, dS·k [C, VB]; UD, UE [C, C].
+const O_D = O_PASS;
+const O_DO = O_D + VB * NK;
+const O_E = O_DO + CH * VB;
+const O_X = O_E + CH * VB;
+const O_SK = O_X + CH * VB;
+const O_DK = O_SK + CH * VB;
+const O_UD = O_DK + CH * VB;
+const O_UE = O_UD + CH * CH;
+const HEAP = O_UE + CH * CH;
+
 
 // Columns of a token's partials: dq [0, K), dk [K, 2K), dβ 2K, dG 2K + 1.
 const PW = 2u * NK + 2u;
@@ -267,28 +311,28 @@ fn chunk_backward(
   let blk = block_of(wg, nwg);
   let V = p.valueDim;
   let part = (wid % p.blocks) * p.rows * p.heads;
-  for (var e = li; e < VB * NK; e += WGC) {
+  for (var e = li; e < rt(VB * NK); e += WGC) {
     let ii = e / NK;
     var x = 0.0;
     if (ii < blk.nv && p.c1 < p.chunks) {
       x = ws[p.carry + (blk.bh * V + blk.i0 + ii) * NK + e % NK];
     }
-    sD[e] = x;
+    st(O_D + e, x);
   }
   for (var cc = p.c1; cc > p.c0; cc--) {
     let c = cc - 1u;
     let t0 = c * CH;
     let n = min(CH, p.seqLen - t0);
     workgroupBarrier();
-    for (var e = li; e < VB * NK; e += WGC) {
+    for (var e = li; e < rt(VB * NK); e += WGC) {
       let ii = e / NK;
       var x = 0.0;
       if (ii < blk.nv) {
         x = checkpoints[state_index(c, blk.bh, blk.i0 + ii, e % NK)];
       }
-      sS[e] = x;
+      st(O_S + e, x);
     }
-    for (var e = li; e < CH * VB; e += WGC) {
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       var u = 0.0;
@@ -298,30 +342,30 @@ fn chunk_backward(
         u = checkpoints[p.uOffset + at];
         d = dout[at];
       }
-      sU[e] = u;
-      sDo[e] = d;
+      st(O_U + e, u);
+      st(O_DO + e, d);
     }
     chunk_matrices(blk, t0, n, li);
     // S_0·k_t and dS·k_t per (t, row).
-    for (var e = li; e < CH * VB; e += WGC) {
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       var sk = 0.0;
       var dk = 0.0;
       if (tau < n && ii < blk.nv) {
         let kb = token(blk.b, t0 + tau, blk.h) * NK;
-        for (var j = 0u; j < NK; j++) {
-          sk = fma(sS[ii * NK + j], k[kb + j], sk);
-          dk = fma(sD[ii * NK + j], k[kb + j], dk);
+        for (var j = 0u; j < rt(NK); j++) {
+          sk = fma(ld(O_S + ii * NK + j), k[kb + j], sk);
+          dk = fma(ld(O_D + ii * NK + j), k[kb + j], dk);
         }
       }
-      sSK[e] = sk;
-      sDK[e] = dk;
+      st(O_SK + e, sk);
+      st(O_DK + e, dk);
     }
     workgroupBarrier();
     // e_t (the bracket u_t = β_t·e_t) and D_t.
-    let gl = sG[n - 1u];
-    for (var e = li; e < CH * VB; e += WGC) {
+    let gl = ld(O_G + n - 1u);
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       var et = 0.0;
@@ -329,57 +373,57 @@ fn chunk_backward(
       if (tau < n && ii < blk.nv) {
         et = v[token(blk.b, t0 + tau, blk.h) * V + blk.i0 + ii];
         if (DELTA) {
-          et -= exp(sG[tau]) * sSK[e];
+          et -= exp(ld(O_G + tau)) * ld(O_SK + e);
           for (var s = 0u; s < tau; s++) {
-            et = fma(-sM[tau * CH + s], sU[s * VB + ii], et);
+            et = fma(-ld(O_M + tau * CH + s), ld(O_U + s * VB + ii), et);
           }
         }
-        d = exp(gl - sG[tau]) * sDK[e];
+        d = exp(gl - ld(O_G + tau)) * ld(O_DK + e);
         for (var t = tau; t < n; t++) {
-          d = fma(sP[t * CH + tau], sDo[t * VB + ii], d);
+          d = fma(ld(O_P + t * CH + tau), ld(O_DO + t * VB + ii), d);
         }
       }
-      sE[e] = et;
-      sX[e] = d;
+      st(O_E + e, et);
+      st(O_X + e, d);
     }
     workgroupBarrier();
     if (DELTA && li < blk.nv) {
       for (var s = n - 1u; s > 0u; s--) {
         let ss = s - 1u;
-        var acc = sX[ss * VB + li];
+        var acc = ld(O_X + ss * VB + li);
         for (var t = s; t < n; t++) {
-          acc = fma(-sBeta[t] * sM[t * CH + ss], sX[t * VB + li], acc);
+          acc = fma(-ld(O_BETA + t) * ld(O_M + t * CH + ss), ld(O_X + t * VB + li), acc);
         }
-        sX[ss * VB + li] = acc;
+        st(O_X + ss * VB + li, acc);
       }
     }
     workgroupBarrier();
-    // sX = ū; ē = β·ū. dv, and the C×C products over this block's rows: UD_ts = u_s·do_t, UE_ts = u_s·ē_t.
-    for (var e = li; e < CH * VB; e += WGC) {
+    // X = ū; ē = β·ū. dv, and the C×C products over this block's rows: UD_ts = u_s·do_t, UE_ts = u_s·ē_t.
+    for (var e = li; e < rt(CH * VB); e += WGC) {
       let tau = e / VB;
       let ii = e % VB;
       if (tau < n && ii < blk.nv) {
-        dv[token(blk.b, t0 + tau, blk.h) * V + blk.i0 + ii] = sBeta[tau] * sX[e];
+        dv[token(blk.b, t0 + tau, blk.h) * V + blk.i0 + ii] = ld(O_BETA + tau) * ld(O_X + e);
       }
     }
-    for (var e = li; e < CH * CH; e += WGC) {
+    for (var e = li; e < rt(CH * CH); e += WGC) {
       let t = e / CH;
       let s = e % CH;
       var ud = 0.0;
       var ue = 0.0;
       if (s <= t && t < n) {
         for (var ii = 0u; ii < blk.nv; ii++) {
-          ud = fma(sU[s * VB + ii], sDo[t * VB + ii], ud);
-          ue = fma(sU[s * VB + ii], sX[t * VB + ii], ue);
+          ud = fma(ld(O_U + s * VB + ii), ld(O_DO + t * VB + ii), ud);
+          ue = fma(ld(O_U + s * VB + ii), ld(O_X + t * VB + ii), ue);
         }
-        ue *= sBeta[t];
+        ue *= ld(O_BETA + t);
       }
-      sUD[e] = ud;
-      sUE[e] = ue;
+      st(O_UD + e, ud);
+      st(O_UE + e, ue);
     }
     workgroupBarrier();
     // Partials of dq_t, dk_t (per column) and dβ_t, dG_t (per token).
-    for (var e = li; e < n * (2u * NK + 1u); e += WGC) {
+    for (var e = li; e < n * rt(2u * NK + 1u); e += WGC) {
       let tau = e / (2u * NK + 1u);
       let col = e % (2u * NK + 1u);
       let gh = token(blk.b, t0 + tau, blk.h);
@@ -389,11 +433,11 @@ fn chunk_backward(
         let j = col;
         var sd = 0.0;
         for (var ii = 0u; ii < blk.nv; ii++) {
-          sd = fma(sS[ii * NK + j], sDo[tau * VB + ii], sd);
+          sd = fma(ld(O_S + ii * NK + j), ld(O_DO + tau * VB + ii), sd);
         }
-        var acc = p.scale * exp(sG[tau]) * sd;
+        var acc = p.scale * exp(ld(O_G + tau)) * sd;
         for (var s = 0u; s <= tau; s++) {
-          let w = p.scale * exp(sG[tau] - sG[s]) * sUD[tau * CH + s];
+          let w = p.scale * exp(ld(O_G + tau) - ld(O_G + s)) * ld(O_UD + tau * CH + s);
           acc = fma(w, k[token(blk.b, t0 + s, blk.h) * NK + j], acc);
         }
         ws[out + j] = acc;
@@ -405,23 +449,23 @@ fn chunk_backward(
         var du = 0.0;
         var se = 0.0;
         for (var ii = 0u; ii < blk.nv; ii++) {
-          du = fma(sD[ii * NK + j], sU[s * VB + ii], du);
-          se = fma(sS[ii * NK + j], sX[s * VB + ii], se);
+          du = fma(ld(O_D + ii * NK + j), ld(O_U + s * VB + ii), du);
+          se = fma(ld(O_S + ii * NK + j), ld(O_X + s * VB + ii), se);
         }
-        var acc = exp(gl - sG[s]) * du;
+        var acc = exp(gl - ld(O_G + s)) * du;
         if (DELTA) {
-          acc -= exp(sG[s]) * sBeta[s] * se;
+          acc -= exp(ld(O_G + s)) * ld(O_BETA + s) * se;
         }
         for (var t = s; t < n; t++) {
           let tb = token(blk.b, t0 + t, blk.h) * NK + j;
-          acc = fma(p.scale * exp(sG[t] - sG[s]) * sUD[t * CH + s], q[tb], acc);
+          acc = fma(p.scale * exp(ld(O_G + t) - ld(O_G + s)) * ld(O_UD + t * CH + s), q[tb], acc);
           if (DELTA && t > s) {
-            acc = fma(-exp(sG[t] - sG[s]) * sUE[t * CH + s], k[tb], acc);
+            acc = fma(-exp(ld(O_G + t) - ld(O_G + s)) * ld(O_UE + t * CH + s), k[tb], acc);
           }
         }
         if (DELTA) {
           for (var r = 0u; r < s; r++) {
-            acc = fma(-exp(sG[s] - sG[r]) * sUE[s * CH + r], k[token(blk.b, t0 + r, blk.h) * NK + j], acc);
+            acc = fma(-exp(ld(O_G + s) - ld(O_G + r)) * ld(O_UE + s * CH + r), k[token(blk.b, t0 + r, blk.h) * NK + j], acc);
           }
         }
         ws[out + NK + j] = acc;
@@ -436,45 +480,45 @@ fn chunk_backward(
         var a = 0.0;
         var bb = 0.0;
         for (var ii = 0u; ii < blk.nv; ii++) {
-          db = fma(sE[t * VB + ii], sX[t * VB + ii], db);
-          a = fma(sDo[t * VB + ii], state_dot(ii, qb, false), a);
-          bb = fma(sX[t * VB + ii], sSK[t * VB + ii], bb);
+          db = fma(ld(O_E + t * VB + ii), ld(O_X + t * VB + ii), db);
+          a = fma(ld(O_DO + t * VB + ii), state_dot(ii, qb, false), a);
+          bb = fma(ld(O_X + t * VB + ii), ld(O_SK + t * VB + ii), bb);
         }
-        var dG = p.scale * exp(sG[t]) * a;
+        var dG = p.scale * exp(ld(O_G + t)) * a;
         if (DELTA) {
-          dG -= exp(sG[t]) * sBeta[t] * bb;
+          dG -= exp(ld(O_G + t)) * ld(O_BETA + t) * bb;
         }
         for (var s = 0u; s < n; s++) {
           if (s <= t) {
-            dG = fma(sP[t * CH + s], sUD[t * CH + s], dG);
+            dG = fma(ld(O_P + t * CH + s), ld(O_UD + t * CH + s), dG);
           }
           if (s >= t) {
-            dG = fma(-sP[s * CH + t], sUD[s * CH + t], dG);
+            dG = fma(-ld(O_P + s * CH + t), ld(O_UD + s * CH + t), dG);
           }
           if (DELTA && s < t) {
-            dG = fma(-sM[t * CH + s], sUE[t * CH + s], dG);
+            dG = fma(-ld(O_M + t * CH + s), ld(O_UE + t * CH + s), dG);
           }
           if (DELTA && s > t) {
-            dG = fma(sM[s * CH + t], sUE[s * CH + t], dG);
+            dG = fma(ld(O_M + s * CH + t), ld(O_UE + s * CH + t), dG);
           }
         }
         var qt = 0.0;
         for (var ii = 0u; ii < blk.nv; ii++) {
-          qt = fma(sU[t * VB + ii], sDK[t * VB + ii], qt);
+          qt = fma(ld(O_U + t * VB + ii), ld(O_DK + t * VB + ii), qt);
         }
-        dG -= exp(gl - sG[t]) * qt;
+        dG -= exp(gl - ld(O_G + t)) * qt;
         if (t == n - 1u) {
           var z = 0.0;
-          for (var e2 = 0u; e2 < blk.nv * NK; e2++) {
-            z = fma(sS[e2], sD[e2], z);
+          for (var e2 = 0u; e2 < blk.nv * rt(NK); e2++) {
+            z = fma(ld(O_S + e2), ld(O_D + e2), z);
           }
           dG = fma(exp(gl), z, dG);
           for (var s = 0u; s < n; s++) {
             var qs = 0.0;
             for (var ii = 0u; ii < blk.nv; ii++) {
-              qs = fma(sU[s * VB + ii], sDK[s * VB + ii], qs);
+              qs = fma(ld(O_U + s * VB + ii), ld(O_DK + s * VB + ii), qs);
             }
-            dG = fma(exp(gl - sG[s]), qs, dG);
+            dG = fma(exp(gl - ld(O_G + s)), qs, dG);
           }
         }
         ws[out + 2u * NK] = db;
@@ -483,28 +527,28 @@ fn chunk_backward(
     }
     workgroupBarrier();
     // dS for the chunk before: γ_{n−1}·dS + Σ_t γ_t·(scale·do_t·q_tᵀ − ē_t·k_tᵀ).
-    for (var e = li; e < VB * NK; e += WGC) {
+    for (var e = li; e < rt(VB * NK); e += WGC) {
       let ii = e / NK;
       let j = e % NK;
       if (ii < blk.nv) {
-        var acc = exp(gl) * sD[e];
+        var acc = exp(gl) * ld(O_D + e);
         for (var t = 0u; t < n; t++) {
           let tb = token(blk.b, t0 + t, blk.h) * NK + j;
-          let gam = exp(sG[t]);
-          acc = fma(p.scale * gam * sDo[t * VB + ii], q[tb], acc);
+          let gam = exp(ld(O_G + t));
+          acc = fma(p.scale * gam * ld(O_DO + t * VB + ii), q[tb], acc);
           if (DELTA) {
-            acc = fma(-gam * sBeta[t] * sX[t * VB + ii], k[tb], acc);
+            acc = fma(-gam * ld(O_BETA + t) * ld(O_X + t * VB + ii), k[tb], acc);
           }
         }
-        sD[e] = acc;
+        st(O_D + e, acc);
       }
     }
   }
   workgroupBarrier();
-  for (var e = li; e < VB * NK; e += WGC) {
+  for (var e = li; e < rt(VB * NK); e += WGC) {
     let ii = e / NK;
     if (ii < blk.nv) {
-      ws[p.carry + (blk.bh * V + blk.i0 + ii) * NK + e % NK] = sD[e];
+      ws[p.carry + (blk.bh * V + blk.i0 + ii) * NK + e % NK] = ld(O_D + e);
     }
   }
 }

@@ -64,6 +64,8 @@ export interface ChunkedBackwardArgs extends ChunkedInputs {
   dgates: Tensor;
 }
 
+const gl = (gpu: Gpu) => gpu.info.backend === "gl";
+
 interface Plan {
   VB: number;
   blocks: number;
@@ -110,7 +112,16 @@ function plan(gpu: Gpu, label: string, a: ChunkedInputs, backward: boolean): Pla
     blocks,
     chunks,
     ranges,
-    defines: { CHUNK_SWEEP: true, GATED: a.gated, DELTA: a.delta, NK: K, VB, CH: C },
+    defines: {
+      CHUNK_SWEEP: true,
+      GATED: a.gated,
+      DELTA: a.delta,
+      NK: K,
+      VB,
+      CH: C,
+      RUNTIME_BOUNDS: gl(gpu),
+      PACKED: gl(gpu),
+    },
     workgroups: grid1d(gpu, s.batch * s.heads * blocks),
   };
 }
@@ -182,7 +193,7 @@ export function createDeltaRuleChunkedBackward(
     r,
     KERNEL,
     "chunk_reduce",
-    { NK: K, CH: DELTA_CHUNK_TOKENS, GATED: a.gated, PASS_CHUNK_REDUCE: true },
+    { NK: K, CH: DELTA_CHUNK_TOKENS, GATED: a.gated, PASS_CHUNK_REDUCE: true, RUNTIME_BOUNDS: gl(gpu) },
     [params(gpu, r, s, p, 0, p.chunks, a.scale), ws, a.dq, a.dk, a.dgates],
     grid1d(gpu, ceilDiv(n * columns, WG)),
   ));
