@@ -647,38 +647,173 @@ const OFF_COEF = 1.0;
 const LEAD = 1u + F;
 #endif
 
+// On GL (PACKED) these workgroup arrays are arrays of mat4x4 behind accessors: naga zero-initialises workgroup memory
+// with one constructor argument per element and Mesa's GL compiler takes time quadratic in their count (a 1,024-vec4
+// array: 65 s on llvmpipe), so 4 vec4s (or 16 floats) per element cut it. Vulkan keeps the plain arrays.
 // SW state columns stored as SW4 = SWP/4 vec4s per feature row (SWP: SW rounded up to 4; the padding columns stay 0):
 // CPU rasterisers turn each workgroup-memory read into per-lane loads, so one vec4 read instead of four scalar ones
 // cuts the state reads' cost (lavapipe forward 23 → 18 µs per token at dv = 5).
+#if PACKED
+var<workgroup> state: array<mat4x4<f32>, (DPHI * SW4 + 3u) / 4u>;
+
+fn state_ld(i: u32) -> vec4<f32> {
+  return state[i >> 2u][i & 3u];
+}
+
+fn state_st(i: u32, v: vec4<f32>) {
+  state[i >> 2u][i & 3u] = v;
+}
+
+fn state_st1(i: u32, c: u32, x: f32) {
+  state[i >> 2u][i & 3u][c] = x;
+}
+#else
 var<workgroup> state: array<vec4<f32>, DPHI * SW4>;
+
+fn state_ld(i: u32) -> vec4<f32> {
+  return state[i];
+}
+
+fn state_st(i: u32, v: vec4<f32>) {
+  state[i] = v;
+}
+
+fn state_st1(i: u32, c: u32, x: f32) {
+  state[i][c] = x;
+}
+#endif
 // The current chunk's partners (zero past the sequence, so they add nothing) with a ones column at index F, and their
 // vectors. The ones column writes every feature as a product x_a·x_b (Based: 1 = x_F·x_F, x_a = x_a·x_F).
 const PF = F + 1u;
+#if PACKED
+var<workgroup> partner_chunk: array<mat4x4<f32>, (CHUNK * PF + 15u) / 16u>;
+
+fn partner_chunk_ld(i: u32) -> f32 {
+  return partner_chunk[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn partner_chunk_st(i: u32, x: f32) {
+  partner_chunk[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> partner_chunk: array<f32, CHUNK * PF>;
+
+fn partner_chunk_ld(i: u32) -> f32 {
+  return partner_chunk[i];
+}
+
+fn partner_chunk_st(i: u32, x: f32) {
+  partner_chunk[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> partner_vec: array<mat4x4<f32>, (CHUNK * SW4 + 3u) / 4u>;
+
+fn partner_vec_ld(i: u32) -> vec4<f32> {
+  return partner_vec[i >> 2u][i & 3u];
+}
+
+fn partner_vec_st(i: u32, v: vec4<f32>) {
+  partner_vec[i >> 2u][i & 3u] = v;
+}
+
+fn partner_vec_st1(i: u32, c: u32, x: f32) {
+  partner_vec[i >> 2u][i & 3u][c] = x;
+}
+#else
 var<workgroup> partner_vec: array<vec4<f32>, CHUNK * SW4>;
+
+fn partner_vec_ld(i: u32) -> vec4<f32> {
+  return partner_vec[i];
+}
+
+fn partner_vec_st(i: u32, v: vec4<f32>) {
+  partner_vec[i] = v;
+}
+
+fn partner_vec_st1(i: u32, c: u32, x: f32) {
+  partner_vec[i][c] = x;
+}
+#endif
 // The partners again as vec4s (zero past F) for the same-chunk dot products: one vec4 read instead of four scalar ones.
 const F4 = (F + 3u) / 4u;
+#if PACKED
+var<workgroup> partner4: array<mat4x4<f32>, (CHUNK * F4 + 3u) / 4u>;
+
+fn partner4_ld(i: u32) -> vec4<f32> {
+  return partner4[i >> 2u][i & 3u];
+}
+
+fn partner4_st(i: u32, v: vec4<f32>) {
+  partner4[i >> 2u][i & 3u] = v;
+}
+
+fn partner4_st1(i: u32, c: u32, x: f32) {
+  partner4[i >> 2u][i & 3u][c] = x;
+}
+#else
 var<workgroup> partner4: array<vec4<f32>, CHUNK * F4>;
+
+fn partner4_ld(i: u32) -> vec4<f32> {
+  return partner4[i];
+}
+
+fn partner4_st(i: u32, v: vec4<f32>) {
+  partner4[i] = v;
+}
+
+fn partner4_st1(i: u32, c: u32, x: f32) {
+  partner4[i][c] = x;
+}
+#endif
 
 // The partners transposed, four rows per vec4 ([PF, CHUNK/4]): the state update reads a feature's factor for four
 // partner rows in one load instead of four lane-varying ones.
 const CHUNK4 = CHUNK / 4u;
+#if PACKED
+var<workgroup> partnerT: array<mat4x4<f32>, (PF * CHUNK4 + 3u) / 4u>;
+
+fn partnerT_ld(i: u32) -> vec4<f32> {
+  return partnerT[i >> 2u][i & 3u];
+}
+
+fn partnerT_st(i: u32, v: vec4<f32>) {
+  partnerT[i >> 2u][i & 3u] = v;
+}
+
+fn partnerT_st1(i: u32, c: u32, x: f32) {
+  partnerT[i >> 2u][i & 3u][c] = x;
+}
+#else
 var<workgroup> partnerT: array<vec4<f32>, PF * CHUNK4>;
+
+fn partnerT_ld(i: u32) -> vec4<f32> {
+  return partnerT[i];
+}
+
+fn partnerT_st(i: u32, v: vec4<f32>) {
+  partnerT[i] = v;
+}
+
+fn partnerT_st1(i: u32, c: u32, x: f32) {
+  partnerT[i][c] = x;
+}
+#endif
 
 // Packs partner row r (written by this invocation) into partner4 and partnerT.
 fn pack_partner4(r: u32) {
   for (var a = 0u; a < rt(PF); a++) {
-    partnerT[a * CHUNK4 + r / 4u][r % 4u] = partner_chunk[r * PF + a];
+    partnerT_st1(a * CHUNK4 + r / 4u, r % 4u, partner_chunk_ld(r * PF + a));
   }
   for (var k4 = 0u; k4 < rt(F4); k4++) {
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
       let a = 4u * k4 + t;
       if (a < F) {
-        v[t] = partner_chunk[r * PF + a];
+        v[t] = partner_chunk_ld(r * PF + a);
       }
     }
-    partner4[r * F4 + k4] = v;
+    partner4_st(r * F4 + k4, v);
   }
 }
 
@@ -703,7 +838,7 @@ var<private> feature_pair: array<vec2<u32>, FEATURE_ITERS>;
 // in `carry` ([slot, DPHI·SW4] vec4s, constant size per sequence) from one segment to the next.
 fn load_state(li: u32, slot: u32, fresh: bool) {
   for (var e = li; e < DPHI * SW4; e += CHUNK_WG) {
-    state[e] = select(carry[slot * DPHI * SW4 + e], vec4<f32>(0.0), fresh);
+    state_st(e, select(carry[slot * DPHI * SW4 + e], vec4<f32>(0.0), fresh));
   }
 }
 
@@ -711,7 +846,7 @@ fn store_state(li: u32, slot: u32) {
   // The last update's feature rows belong to other invocations than these elements.
   workgroupBarrier();
   for (var e = li; e < DPHI * SW4; e += CHUNK_WG) {
-    carry[slot * DPHI * SW4 + e] = state[e];
+    carry[slot * DPHI * SW4 + e] = state_ld(e);
   }
 }
 
@@ -754,7 +889,7 @@ fn init_feature_pairs(li: u32) {
 fn update_state(li: u32) {
   var vecs: array<vec4<f32>, CHUNK * SW4>;
   for (var i = 0u; i < rt(CHUNK * SW4); i++) {
-    vecs[i] = partner_vec[i];
+    vecs[i] = partner_vec_ld(i);
   }
   for (var m = 0u; m < rt(FEATURE_ITERS); m++) {
     let e = li + m * CHUNK_WG;
@@ -766,7 +901,7 @@ fn update_state(li: u32) {
       }
       for (var s4 = 0u; s4 < rt(CHUNK4); s4++) {
         // φ of partner rows 4·s4 .. 4·s4 + 3, added in row order as before.
-        let phi = partnerT[pair.x * CHUNK4 + s4] * partnerT[pair.y * CHUNK4 + s4];
+        let phi = partnerT_ld(pair.x * CHUNK4 + s4) * partnerT_ld(pair.y * CHUNK4 + s4);
         let s = 4u * s4;
         for (var c = 0u; c < rt(SW4); c++) {
           var d = fma(vec4<f32>(phi.x), vecs[s * SW4 + c], delta[c]);
@@ -776,7 +911,7 @@ fn update_state(li: u32) {
         }
       }
       for (var c = 0u; c < rt(SW4); c++) {
-        state[e * SW4 + c] += delta[c];
+        state_st(e * SW4 + c, state_ld(e * SW4 + c) + delta[c]);
       }
     }
   }
@@ -816,14 +951,14 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
       let tSafe = min(t, p.seqLen - 1u);
       let kOff = qk_offset(b, tSafe, h);
       for (var a = 0u; a < rt(F); a++) {
-        partner_chunk[r * PF + a] = select(0.0, k[kOff + a], valid);
+        partner_chunk_st(r * PF + a, select(0.0, k[kOff + a], valid));
       }
-      partner_chunk[r * PF + F] = 1.0;
+      partner_chunk_st(r * PF + F, 1.0);
       pack_partner4(r);
       let vOff = v_offset(b, tSafe, h) + col0;
       for (var c = 0u; c < rt(SWP); c++) {
         let x = select(v[vOff + min(c, cols - 1u)], 1.0, c == DVT);
-        partner_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, x, valid && (c < cols || c == DVT));
+        partner_vec_st1(r * SW4 + c / 4u, c % 4u, select(0.0, x, valid && (c < cols || c == DVT)));
       }
     }
     workgroupBarrier();
@@ -843,11 +978,11 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
       }
 #else
       for (var c = 0u; c < rt(SW4); c++) {
-        acc[c] = state[c];
+        acc[c] = state_ld(c);
       }
       for (var a = 0u; a < rt(F); a++) {
         for (var c = 0u; c < rt(SW4); c++) {
-          acc[c] = fma(vec4<f32>(x[a]), state[(1u + a) * SW4 + c], acc[c]);
+          acc[c] = fma(vec4<f32>(x[a]), state_ld((1u + a) * SW4 + c), acc[c]);
         }
       }
       feat = LEAD;
@@ -860,7 +995,7 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         for (var a = 0u; a < rt(F); a++) {
           for (var bb = a; bb < rt(F); bb++) {
             let w = select(OFF_COEF, DIAG_COEF, bb == a) * x[a] * x[bb];
-            sum = fma(vec4<f32>(w), state[feat * SW4 + c], sum);
+            sum = fma(vec4<f32>(w), state_ld(feat * SW4 + c), sum);
             feat++;
           }
         }
@@ -871,11 +1006,11 @@ fn forward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
       for (var j = 0u; j < rt(CHUNK); j++) {
         var s = 0.0;
         for (var k4 = 0u; k4 < rt(F4); k4++) {
-          s += dot(x4[k4], partner4[j * F4 + k4]);
+          s += dot(x4[k4], partner4_ld(j * F4 + k4));
         }
         let w = vec4<f32>(select(0.0, kernel_g(s), j <= r));
         for (var c = 0u; c < rt(SW4); c++) {
-          acc[c] = fma(w, partner_vec[j * SW4 + c], acc[c]);
+          acc[c] = fma(w, partner_vec_ld(j * SW4 + c), acc[c]);
         }
       }
       if (t < p.seqLen) {
@@ -933,8 +1068,56 @@ const forwards = true;
 @group(0) @binding(9) var<storage, read_write> carry: array<vec4<f32>>;
 
 // The current chunk's rows (same tokens as its partners) and their vectors.
+#if PACKED
+var<workgroup> row_chunk: array<mat4x4<f32>, (CHUNK * F + 15u) / 16u>;
+
+fn row_chunk_ld(i: u32) -> f32 {
+  return row_chunk[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn row_chunk_st(i: u32, x: f32) {
+  row_chunk[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> row_chunk: array<f32, CHUNK * F>;
+
+fn row_chunk_ld(i: u32) -> f32 {
+  return row_chunk[i];
+}
+
+fn row_chunk_st(i: u32, x: f32) {
+  row_chunk[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> row_vec: array<mat4x4<f32>, (CHUNK * SW4 + 3u) / 4u>;
+
+fn row_vec_ld(i: u32) -> vec4<f32> {
+  return row_vec[i >> 2u][i & 3u];
+}
+
+fn row_vec_st(i: u32, v: vec4<f32>) {
+  row_vec[i >> 2u][i & 3u] = v;
+}
+
+fn row_vec_st1(i: u32, c: u32, x: f32) {
+  row_vec[i >> 2u][i & 3u][c] = x;
+}
+#else
 var<workgroup> row_vec: array<vec4<f32>, CHUNK * SW4>;
+
+fn row_vec_ld(i: u32) -> vec4<f32> {
+  return row_vec[i];
+}
+
+fn row_vec_st(i: u32, v: vec4<f32>) {
+  row_vec[i] = v;
+}
+
+fn row_vec_st1(i: u32, c: u32, x: f32) {
+  row_vec[i][c] = x;
+}
+#endif
 
 @compute @workgroup_size(CHUNK_WG)
 fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -961,10 +1144,10 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       for (var a = 0u; a < rt(F); a++) {
         let qs = q[qkOff + a] * p.scale;
         let kv = k[qkOff + a];
-        row_chunk[r * F + a] = select(kv, qs, forwards);
-        partner_chunk[r * PF + a] = select(0.0, select(qs, kv, forwards), valid);
+        row_chunk_st(r * F + a, select(kv, qs, forwards));
+        partner_chunk_st(r * PF + a, select(0.0, select(qs, kv, forwards), valid));
       }
-      partner_chunk[r * PF + F] = 1.0;
+      partner_chunk_st(r * PF + F, 1.0);
       pack_partner4(r);
       let vOff = v_offset(b, tSafe, h);
       let inv = zinv[z_index(b, tSafe, h)];
@@ -986,8 +1169,8 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         let vc = select(v[vOff + cSafe], 1.0, isLast);
         let uc = select(dy[vOff + cSafe] * inv, dzr, isLast);
         let inTile = c < cols;
-        row_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, select(vc, uc, forwards), inTile);
-        partner_vec[r * SW4 + c / 4u][c % 4u] = select(0.0, select(uc, vc, forwards), inTile && valid);
+        row_vec_st1(r * SW4 + c / 4u, c % 4u, select(0.0, select(vc, uc, forwards), inTile));
+        partner_vec_st1(r * SW4 + c / 4u, c % 4u, select(0.0, select(uc, vc, forwards), inTile && valid));
       }
     }
     workgroupBarrier();
@@ -996,12 +1179,12 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       var x: array<f32, F>;
       var dx: array<f32, F>;
       for (var a = 0u; a < rt(F); a++) {
-        x[a] = row_chunk[r * F + a];
+        x[a] = row_chunk_ld(r * F + a);
         dx[a] = 0.0;
       }
       var u: array<vec4<f32>, SW4>;
       for (var c = 0u; c < rt(SW4); c++) {
-        u[c] = row_vec[r * SW4 + c];
+        u[c] = row_vec_ld(r * SW4 + c);
       }
 #if BACKWARDS
       // dv: φrow(k)ᵀ D over this tile's columns (the dz column's value is never written).
@@ -1016,14 +1199,14 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #if BACKWARDS
       // Feature 1: no x dependence.
       for (var c = 0u; c < rt(SW4); c++) {
-        dvAcc[c] += state[c];
+        dvAcc[c] += state_ld(c);
       }
 #endif
       // Features x_a: derivative 1.
       for (var a = 0u; a < rt(F); a++) {
         var w = 0.0;
         for (var c = 0u; c < rt(SW4); c++) {
-          let m = state[(1u + a) * SW4 + c];
+          let m = state_ld((1u + a) * SW4 + c);
           w += dot(m, u[c]);
 #if BACKWARDS
           dvAcc[c] = fma(vec4<f32>(x[a]), m, dvAcc[c]);
@@ -1044,7 +1227,7 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #endif
           var w = 0.0;
           for (var c = 0u; c < rt(SW4); c++) {
-            let m = state[feat * SW4 + c];
+            let m = state_ld(feat * SW4 + c);
             w += dot(m, u[c]);
 #if BACKWARDS
             dvAcc[c] = fma(vec4<f32>(phi), m, dvAcc[c]);
@@ -1066,21 +1249,21 @@ fn backward_chunked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       for (var s = 0u; s < rt(CHUNK); s++) {
         var score = 0.0;
         for (var k4 = 0u; k4 < rt(F4); k4++) {
-          score += dot(x4[k4], partner4[s * F4 + k4]);
+          score += dot(x4[k4], partner4_ld(s * F4 + k4));
         }
         var dA = 0.0;
         for (var c = 0u; c < rt(SW4); c++) {
-          dA += dot(u[c], partner_vec[s * SW4 + c]);
+          dA += dot(u[c], partner_vec_ld(s * SW4 + c));
         }
         let visible = select(s >= r, s <= r, forwards);
         let wg = vec4<f32>(select(0.0, dA * kernel_g_prime(score), visible));
         for (var k4 = 0u; k4 < rt(F4); k4++) {
-          dx4[k4] = fma(wg, partner4[s * F4 + k4], dx4[k4]);
+          dx4[k4] = fma(wg, partner4_ld(s * F4 + k4), dx4[k4]);
         }
 #if BACKWARDS
         let g = vec4<f32>(select(0.0, kernel_g(score), visible));
         for (var c = 0u; c < rt(SW4); c++) {
-          dvAcc[c] = fma(g, partner_vec[s * SW4 + c], dvAcc[c]);
+          dvAcc[c] = fma(g, partner_vec_ld(s * SW4 + c), dvAcc[c]);
         }
 #endif
       }

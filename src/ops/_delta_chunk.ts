@@ -16,9 +16,13 @@ const WG = 64;
 /** Loop iterations one invocation may run on a software adapter (llvmpipe's limit is 65,535). */
 const LOOP_BUDGET = 60_000;
 
-/** Value rows per workgroup: the VB×K state slice (and the adjoint's) stay within 2 KiB each. */
-export function deltaValueBlock(keyDim: number, valueDim: number): number {
-  return Math.min(valueDim, Math.max(1, Math.min(16, Math.floor(512 / keyDim))));
+/**
+ * Value rows per workgroup: the VB×K state slice (and the adjoint's) stay within 2 KiB each; at most 4 on GL, whose
+ * compile time grows quadratically with workgroup memory (see kernels/delta_chunk.wgsl).
+ */
+export function deltaValueBlock(keyDim: number, valueDim: number, backend?: string): number {
+  const cap = backend === "gl" ? 4 : 16;
+  return Math.min(valueDim, Math.max(1, Math.min(cap, Math.floor(512 / keyDim))));
 }
 
 const chunksOf = (s: DeltaShape) => ceilDiv(s.seqLen, DELTA_CHUNK_TOKENS);
@@ -87,7 +91,7 @@ function iterationsPerChunk(K: number, VB: number, backward: boolean): number {
 
 function plan(gpu: Gpu, label: string, a: ChunkedInputs, backward: boolean): Plan {
   const s = a.shape, K = s.keyDim, C = DELTA_CHUNK_TOKENS;
-  const VB = a.valueBlock ?? deltaValueBlock(K, s.valueDim);
+  const VB = a.valueBlock ?? deltaValueBlock(K, s.valueDim, gpu.info.backend);
   if (!Number.isInteger(VB) || VB < 1 || VB > Math.min(WG, s.valueDim)) {
     throw new Error(`${label}: valueBlock must be an integer in [1, ${Math.min(WG, s.valueDim)}], got ${VB}`);
   }

@@ -52,7 +52,7 @@ export interface DeltaPlan {
 }
 
 export function deltaPlan(
-  adapter: { info: { software: boolean }; limits?: Readonly<Record<string, number>> },
+  adapter: { info: { software: boolean; backend?: string }; limits?: Readonly<Record<string, number>> },
   s: DeltaShape,
   forced?: string,
 ): DeltaPlan {
@@ -66,7 +66,7 @@ export function deltaPlan(
     segmentTokens,
     checkpointLength: deltaCheckpointLength(s, segmentTokens, variant),
     label: variant === "chunked"
-      ? `chunked-${DELTA_CHUNK_TOKENS}-vb${deltaValueBlock(s.keyDim, s.valueDim)}`
+      ? `chunked-${DELTA_CHUNK_TOKENS}-vb${deltaValueBlock(s.keyDim, s.valueDim, adapter.info.backend)}`
       : `recurrent-segments-${segmentTokens}`,
   };
 }

@@ -371,6 +371,7 @@ function featureStateDefines(gpu: Gpu, cfg: LinearAttentionConfig, stateWidth: n
     REBASED: cfg.kernel === "rebased",
     FEATURE_STATE: true,
     RUNTIME_BOUNDS: gpu.info.backend === "gl",
+    PACKED: gpu.info.backend === "gl",
   };
 }
 
