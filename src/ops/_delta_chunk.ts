@@ -5,6 +5,7 @@
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { DeltaShape } from "../reference/delta_rule.ts";
+import type { DeltaRuleArgs, DeltaRuleBackwardArgs, DeltaRuleInputs } from "./delta_rule.ts";
 import { ceilDiv, type Dispatch, grid1d, makeDispatch, makeUniform } from "./_dispatch.ts";
 
 export type DeltaRuleVariant = "recurrent" | "chunked";
@@ -40,33 +41,19 @@ export function chunkedWorkspaceLength(s: DeltaShape, valueBlock = deltaValueBlo
   return blocks * s.batch * s.seqLen * s.heads * (2 * s.keyDim + 2) + s.batch * s.heads * s.valueDim * s.keyDim;
 }
 
-export interface ChunkedInputs {
-  shape: DeltaShape;
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  gates: Tensor;
-  gated: boolean;
+/** createDeltaRule's inputs after validation: the update as a flag, the scale resolved. */
+export interface ChunkedInputs extends
+  Pick<
+    DeltaRuleInputs,
+    "shape" | "q" | "k" | "v" | "gates" | "gated" | "checkpoints" | "valueBlock" | "chunksPerDispatch"
+  > {
   /** The delta rule's correction (false: the additive update). */
   delta: boolean;
-  checkpoints: Tensor;
   scale: number;
-  valueBlock?: number;
-  /** Chunks per dispatch; default all on GPUs, as many as the loop budget allows on software adapters. */
-  chunksPerDispatch?: number;
 }
 
-export interface ChunkedArgs extends ChunkedInputs {
-  o: Tensor;
-}
-
-export interface ChunkedBackwardArgs extends ChunkedInputs {
-  dout: Tensor;
-  dq: Tensor;
-  dk: Tensor;
-  dv: Tensor;
-  dgates: Tensor;
-}
+export type ChunkedArgs = ChunkedInputs & Pick<DeltaRuleArgs, "o">;
+export type ChunkedBackwardArgs = ChunkedInputs & Pick<DeltaRuleBackwardArgs, "dout" | "dq" | "dk" | "dv" | "dgates">;
 
 const gl = (gpu: Gpu) => gpu.info.backend === "gl";
 
