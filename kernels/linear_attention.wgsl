@@ -101,23 +101,123 @@ alias QK = f32;
 #if TILED
 #if PASS_BWD_DKDV
 // Query tile for the dk/dv sweep: scaled q, do = dy·zinv, dz.
+#if PACKED
+var<workgroup> q_tile: array<mat4x4<f32>, (BS * F + 15u) / 16u>;
+
+fn q_tile_ld(i: u32) -> f32 {
+  return q_tile[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn q_tile_st(i: u32, x: f32) {
+  q_tile[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> q_tile: array<f32, BS * F>;
+
+fn q_tile_ld(i: u32) -> f32 {
+  return q_tile[i];
+}
+
+fn q_tile_st(i: u32, x: f32) {
+  q_tile[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> do_tile: array<mat4x4<f32>, (BS * DV + 15u) / 16u>;
+
+fn do_tile_ld(i: u32) -> f32 {
+  return do_tile[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn do_tile_st(i: u32, x: f32) {
+  do_tile[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> do_tile: array<f32, BS * DV>;
+
+fn do_tile_ld(i: u32) -> f32 {
+  return do_tile[i];
+}
+
+fn do_tile_st(i: u32, x: f32) {
+  do_tile[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> dz_tile: array<mat4x4<f32>, (BS + 15u) / 16u>;
+
+fn dz_tile_ld(i: u32) -> f32 {
+  return dz_tile[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn dz_tile_st(i: u32, x: f32) {
+  dz_tile[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> dz_tile: array<f32, BS>;
+
+fn dz_tile_ld(i: u32) -> f32 {
+  return dz_tile[i];
+}
+
+fn dz_tile_st(i: u32, x: f32) {
+  dz_tile[i] = x;
+}
+#endif
 #else
 // Key tile for the forward and dq sweeps.
+#if PACKED
+var<workgroup> k_tile: array<mat4x4<f32>, (BS * F + 15u) / 16u>;
+
+fn k_tile_ld(i: u32) -> f32 {
+  return k_tile[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn k_tile_st(i: u32, x: f32) {
+  k_tile[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> k_tile: array<f32, BS * F>;
+
+fn k_tile_ld(i: u32) -> f32 {
+  return k_tile[i];
+}
+
+fn k_tile_st(i: u32, x: f32) {
+  k_tile[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> v_tile: array<mat4x4<f32>, (BS * DV + 15u) / 16u>;
+
+fn v_tile_ld(i: u32) -> f32 {
+  return v_tile[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn v_tile_st(i: u32, x: f32) {
+  v_tile[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> v_tile: array<f32, BS * DV>;
+
+fn v_tile_ld(i: u32) -> f32 {
+  return v_tile[i];
+}
+
+fn v_tile_st(i: u32, x: f32) {
+  v_tile[i] = x;
+}
+#endif
 
 // Stages keys j0 .. j0+BS-1 (clamped to the sequence; rows past it are never read).
 fn load_key_tile(b: u32, h: u32, j0: u32, li: u32) {
   for (var e = li; e < BS * F; e += ROWS_PER_WG) {
     let j = min(j0 + e / F, p.seqLen - 1u);
-    k_tile[e] = k[qk_offset(b, j, h) + e % F];
+    k_tile_st(e, k[qk_offset(b, j, h) + e % F]);
   }
   for (var e = li; e < BS * DV; e += ROWS_PER_WG) {
     let j = min(j0 + e / DV, p.seqLen - 1u);
-    v_tile[e] = v[v_offset(b, j, h) + e % DV];
+    v_tile_st(e, v[v_offset(b, j, h) + e % DV]);
   }
 }
 #endif
@@ -152,12 +252,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     for (var jj = 0u; jj < count; jj++) {
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(qs[a], k_tile[jj * F + a], s);
+        s = fma(qs[a], k_tile_ld(jj * F + a), s);
       }
       let w = kernel_g(s);
       z += w;
       for (var c = 0u; c < DV; c++) {
-        o[c] = fma(w, v_tile[jj * DV + c], o[c]);
+        o[c] = fma(w, v_tile_ld(jj * DV + c), o[c]);
       }
     }
     workgroupBarrier();
@@ -232,15 +332,15 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var jj = 0u; jj < count; jj++) {
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(qs[a], k_tile[jj * F + a], s);
+        s = fma(qs[a], k_tile_ld(jj * F + a), s);
       }
       var dA = dzi;
       for (var c = 0u; c < DV; c++) {
-        dA = fma(dOut[c], v_tile[jj * DV + c], dA);
+        dA = fma(dOut[c], v_tile_ld(jj * DV + c), dA);
       }
       let dS = dA * kernel_g_prime(s);
       for (var a = 0u; a < F; a++) {
-        acc[a] = fma(dS, k_tile[jj * F + a], acc[a]);
+        acc[a] = fma(dS, k_tile_ld(jj * F + a), acc[a]);
       }
     }
     workgroupBarrier();
@@ -306,14 +406,14 @@ fn backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
   for (var i0 = row0; i0 < p.seqLen; i0 += BS) {
     for (var e = li; e < BS * F; e += ROWS_PER_WG) {
       let i = min(i0 + e / F, p.seqLen - 1u);
-      q_tile[e] = q[qk_offset(b, i, h) + e % F] * p.scale;
+      q_tile_st(e, q[qk_offset(b, i, h) + e % F] * p.scale);
     }
     for (var e = li; e < BS * DV; e += ROWS_PER_WG) {
       let i = min(i0 + e / DV, p.seqLen - 1u);
-      do_tile[e] = dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)];
+      do_tile_st(e, dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)]);
     }
     for (var e = li; e < BS; e += ROWS_PER_WG) {
-      dz_tile[e] = dz[z_index(b, min(i0 + e, p.seqLen - 1u), h)];
+      dz_tile_st(e, dz[z_index(b, min(i0 + e, p.seqLen - 1u), h)]);
     }
     workgroupBarrier();
     let tileEnd = min(i0 + BS, p.seqLen);
@@ -321,19 +421,19 @@ fn backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     for (var ii = first; ii < tileEnd - i0; ii++) {
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(q_tile[ii * F + a], kr[a], s);
+        s = fma(q_tile_ld(ii * F + a), kr[a], s);
       }
       let w = kernel_g(s);
-      var dA = dz_tile[ii];
+      var dA = dz_tile_ld(ii);
       for (var c = 0u; c < DV; c++) {
-        dA = fma(do_tile[ii * DV + c], vr[c], dA);
+        dA = fma(do_tile_ld(ii * DV + c), vr[c], dA);
       }
       let dS = dA * kernel_g_prime(s);
       for (var a = 0u; a < F; a++) {
-        dkAcc[a] = fma(dS, q_tile[ii * F + a], dkAcc[a]);
+        dkAcc[a] = fma(dS, q_tile_ld(ii * F + a), dkAcc[a]);
       }
       for (var c = 0u; c < DV; c++) {
-        dvAcc[c] = fma(w, do_tile[ii * DV + c], dvAcc[c]);
+        dvAcc[c] = fma(w, do_tile_ld(ii * DV + c), dvAcc[c]);
       }
     }
     workgroupBarrier();
@@ -1322,11 +1422,111 @@ fn smem_row_col(li: u32) -> vec2<u32> {
 
 #if SMEM
 #if PASS_FORWARD
+#if PACKED
+var<workgroup> sq: array<mat4x4<f32>, (FR * F + 15u) / 16u>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sq: array<f32, FR * F>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sk: array<mat4x4<f32>, (BS * KSTRIDE + 15u) / 16u>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sk: array<f32, BS * KSTRIDE>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sv: array<mat4x4<f32>, (BS * DV + 15u) / 16u>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sv: array<f32, BS * DV>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sg: array<mat4x4<f32>, (FR * BS + 15u) / 16u>;
+
+fn sg_ld(i: u32) -> f32 {
+  return sg[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sg_st(i: u32, x: f32) {
+  sg[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sg: array<f32, FR * BS>;
+
+fn sg_ld(i: u32) -> f32 {
+  return sg[i];
+}
+
+fn sg_st(i: u32, x: f32) {
+  sg[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sout: array<mat4x4<f32>, (FR * COLS + 15u) / 16u>;
+
+fn sout_ld(i: u32) -> f32 {
+  return sout[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sout_st(i: u32, x: f32) {
+  sout[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sout: array<f32, FR * COLS>;
+
+fn sout_ld(i: u32) -> f32 {
+  return sout[i];
+}
+
+fn sout_st(i: u32, x: f32) {
+  sout[i] = x;
+}
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -1336,7 +1536,7 @@ fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   let rc = smem_row_col(li);
   for (var e = li; e < FR * F; e += WG_SIZE) {
     let i = min(i0 + e / F, p.seqLen - 1u);
-    sq[e] = q[qk_offset(b, i, h) + e % F] * p.scale;
+    sq_st(e, q[qk_offset(b, i, h) + e % F] * p.scale);
   }
   let rowEnd = min(i0 + FR, p.seqLen);
   var acc = 0.0;
@@ -1344,11 +1544,11 @@ fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     workgroupBarrier();
     for (var e = li; e < BS * F; e += WG_SIZE) {
       let j = min(j0 + e / F, p.seqLen - 1u);
-      sk[(e / F) * KSTRIDE + e % F] = k[qk_offset(b, j, h) + e % F];
+      sk_st((e / F) * KSTRIDE + e % F, k[qk_offset(b, j, h) + e % F]);
     }
     for (var e = li; e < BS * DV; e += WG_SIZE) {
       let j = min(j0 + e / DV, p.seqLen - 1u);
-      sv[e] = v[v_offset(b, j, h) + e % DV];
+      sv_st(e, v[v_offset(b, j, h) + e % DV]);
     }
     workgroupBarrier();
     for (var e = li; e < FR * BS; e += WG_SIZE) {
@@ -1356,25 +1556,25 @@ fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
       let jj = e % BS;
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(sq[r * F + a], sk[jj * KSTRIDE + a], s);
+        s = fma(sq_ld(r * F + a), sk_ld(jj * KSTRIDE + a), s);
       }
       // Causal mask; rows past the sequence see nothing.
       let visible = j0 + jj <= i0 + r && i0 + r < p.seqLen;
-      sg[e] = select(0.0, kernel_g(s), visible);
+      sg_st(e, select(0.0, kernel_g(s), visible));
     }
     workgroupBarrier();
     let count = min(BS, rowEnd - j0);
     let c = min(rc.y, DV - 1u);
     let isDenominator = rc.y == DV;
     for (var jj = 0u; jj < count; jj++) {
-      acc = fma(sg[rc.x * BS + jj], select(sv[jj * DV + c], 1.0, isDenominator), acc);
+      acc = fma(sg_ld(rc.x * BS + jj), select(sv_ld(jj * DV + c), 1.0, isDenominator), acc);
     }
   }
-  sout[li] = acc;
+  sout_st(li, acc);
   workgroupBarrier();
   let i = i0 + rc.x;
   if (i < p.seqLen) {
-    let inv = 1.0 / (sout[rc.x * COLS + DV] + p.eps);
+    let inv = 1.0 / (sout_ld(rc.x * COLS + DV) + p.eps);
     if (rc.y < DV) {
       y[v_offset(b, i, h) + rc.y] = acc * inv;
     } else {
@@ -1385,12 +1585,132 @@ fn forward_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 #endif
 
 #if PASS_BWD_DQ
+#if PACKED
+var<workgroup> sq: array<mat4x4<f32>, (FR * F + 15u) / 16u>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sq: array<f32, FR * F>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sdo: array<mat4x4<f32>, (FR * DV + 15u) / 16u>;
+
+fn sdo_ld(i: u32) -> f32 {
+  return sdo[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sdo_st(i: u32, x: f32) {
+  sdo[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sdo: array<f32, FR * DV>;
+
+fn sdo_ld(i: u32) -> f32 {
+  return sdo[i];
+}
+
+fn sdo_st(i: u32, x: f32) {
+  sdo[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sdz: array<mat4x4<f32>, (FR + 15u) / 16u>;
+
+fn sdz_ld(i: u32) -> f32 {
+  return sdz[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sdz_st(i: u32, x: f32) {
+  sdz[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sdz: array<f32, FR>;
+
+fn sdz_ld(i: u32) -> f32 {
+  return sdz[i];
+}
+
+fn sdz_st(i: u32, x: f32) {
+  sdz[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sk: array<mat4x4<f32>, (BS * KSTRIDE + 15u) / 16u>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sk: array<f32, BS * KSTRIDE>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sv: array<mat4x4<f32>, (BS * DV + 15u) / 16u>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sv: array<f32, BS * DV>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sds: array<mat4x4<f32>, (FR * BS + 15u) / 16u>;
+
+fn sds_ld(i: u32) -> f32 {
+  return sds[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sds_st(i: u32, x: f32) {
+  sds[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sds: array<f32, FR * BS>;
+
+fn sds_ld(i: u32) -> f32 {
+  return sds[i];
+}
+
+fn sds_st(i: u32, x: f32) {
+  sds[i] = x;
+}
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -1400,11 +1720,11 @@ fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
   let rc = smem_row_col(li);
   for (var e = li; e < FR * F; e += WG_SIZE) {
     let i = min(i0 + e / F, p.seqLen - 1u);
-    sq[e] = q[qk_offset(b, i, h) + e % F] * p.scale;
+    sq_st(e, q[qk_offset(b, i, h) + e % F] * p.scale);
   }
   for (var e = li; e < FR * DV; e += WG_SIZE) {
     let i = min(i0 + e / DV, p.seqLen - 1u);
-    sdo[e] = dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)];
+    sdo_st(e, dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)]);
   }
   // dz_i = -(dy_i·y_i)·zinv_i, one invocation per row, in the same order as the other variants.
   if (rc.y == 0u) {
@@ -1415,7 +1735,7 @@ fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       dyDotY = fma(dy[off + c], y[off + c], dyDotY);
     }
     let dzi = -dyDotY * zinv[z_index(b, i, h)];
-    sdz[rc.x] = dzi;
+    sdz_st(rc.x, dzi);
     if (i0 + rc.x < p.seqLen) {
       dz[z_index(b, i, h)] = dzi;
     }
@@ -1426,11 +1746,11 @@ fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     workgroupBarrier();
     for (var e = li; e < BS * F; e += WG_SIZE) {
       let j = min(j0 + e / F, p.seqLen - 1u);
-      sk[(e / F) * KSTRIDE + e % F] = k[qk_offset(b, j, h) + e % F];
+      sk_st((e / F) * KSTRIDE + e % F, k[qk_offset(b, j, h) + e % F]);
     }
     for (var e = li; e < BS * DV; e += WG_SIZE) {
       let j = min(j0 + e / DV, p.seqLen - 1u);
-      sv[e] = v[v_offset(b, j, h) + e % DV];
+      sv_st(e, v[v_offset(b, j, h) + e % DV]);
     }
     workgroupBarrier();
     for (var e = li; e < FR * BS; e += WG_SIZE) {
@@ -1438,19 +1758,19 @@ fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
       let jj = e % BS;
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(sq[r * F + a], sk[jj * KSTRIDE + a], s);
+        s = fma(sq_ld(r * F + a), sk_ld(jj * KSTRIDE + a), s);
       }
-      var dA = sdz[r];
+      var dA = sdz_ld(r);
       for (var c = 0u; c < DV; c++) {
-        dA = fma(sdo[r * DV + c], sv[jj * DV + c], dA);
+        dA = fma(sdo_ld(r * DV + c), sv_ld(jj * DV + c), dA);
       }
       let visible = j0 + jj <= i0 + r && i0 + r < p.seqLen;
-      sds[e] = select(0.0, dA * kernel_g_prime(s), visible);
+      sds_st(e, select(0.0, dA * kernel_g_prime(s), visible));
     }
     workgroupBarrier();
     let count = min(BS, rowEnd - j0);
     for (var jj = 0u; jj < count; jj++) {
-      acc = fma(sds[rc.x * BS + jj], sk[jj * KSTRIDE + rc.y], acc);
+      acc = fma(sds_ld(rc.x * BS + jj), sk_ld(jj * KSTRIDE + rc.y), acc);
     }
   }
   let i = i0 + rc.x;
@@ -1466,13 +1786,153 @@ fn backward_dq_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 #endif
 
 #if PASS_BWD_DKDV
+#if PACKED
+var<workgroup> sk: array<mat4x4<f32>, (FR * F + 15u) / 16u>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sk: array<f32, FR * F>;
+
+fn sk_ld(i: u32) -> f32 {
+  return sk[i];
+}
+
+fn sk_st(i: u32, x: f32) {
+  sk[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sv: array<mat4x4<f32>, (FR * DV + 15u) / 16u>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sv: array<f32, FR * DV>;
+
+fn sv_ld(i: u32) -> f32 {
+  return sv[i];
+}
+
+fn sv_st(i: u32, x: f32) {
+  sv[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sq: array<mat4x4<f32>, (BS * KSTRIDE + 15u) / 16u>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sq: array<f32, BS * KSTRIDE>;
+
+fn sq_ld(i: u32) -> f32 {
+  return sq[i];
+}
+
+fn sq_st(i: u32, x: f32) {
+  sq[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sdo: array<mat4x4<f32>, (BS * DV + 15u) / 16u>;
+
+fn sdo_ld(i: u32) -> f32 {
+  return sdo[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sdo_st(i: u32, x: f32) {
+  sdo[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sdo: array<f32, BS * DV>;
+
+fn sdo_ld(i: u32) -> f32 {
+  return sdo[i];
+}
+
+fn sdo_st(i: u32, x: f32) {
+  sdo[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sdz: array<mat4x4<f32>, (BS + 15u) / 16u>;
+
+fn sdz_ld(i: u32) -> f32 {
+  return sdz[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sdz_st(i: u32, x: f32) {
+  sdz[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sdz: array<f32, BS>;
+
+fn sdz_ld(i: u32) -> f32 {
+  return sdz[i];
+}
+
+fn sdz_st(i: u32, x: f32) {
+  sdz[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sg: array<mat4x4<f32>, (FR * BS + 15u) / 16u>;
+
+fn sg_ld(i: u32) -> f32 {
+  return sg[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sg_st(i: u32, x: f32) {
+  sg[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sg: array<f32, FR * BS>;
+
+fn sg_ld(i: u32) -> f32 {
+  return sg[i];
+}
+
+fn sg_st(i: u32, x: f32) {
+  sg[i] = x;
+}
+#endif
+#if PACKED
+var<workgroup> sds: array<mat4x4<f32>, (FR * BS + 15u) / 16u>;
+
+fn sds_ld(i: u32) -> f32 {
+  return sds[i >> 4u][(i >> 2u) & 3u][i & 3u];
+}
+
+fn sds_st(i: u32, x: f32) {
+  sds[i >> 4u][(i >> 2u) & 3u][i & 3u] = x;
+}
+#else
 var<workgroup> sds: array<f32, FR * BS>;
+
+fn sds_ld(i: u32) -> f32 {
+  return sds[i];
+}
+
+fn sds_st(i: u32, x: f32) {
+  sds[i] = x;
+}
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn backward_dkdv_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -1482,25 +1942,25 @@ fn backward_dkdv_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   let rc = smem_row_col(li);
   for (var e = li; e < FR * F; e += WG_SIZE) {
     let j = min(j0 + e / F, p.seqLen - 1u);
-    sk[e] = k[qk_offset(b, j, h) + e % F];
+    sk_st(e, k[qk_offset(b, j, h) + e % F]);
   }
   for (var e = li; e < FR * DV; e += WG_SIZE) {
     let j = min(j0 + e / DV, p.seqLen - 1u);
-    sv[e] = v[v_offset(b, j, h) + e % DV];
+    sv_st(e, v[v_offset(b, j, h) + e % DV]);
   }
   var acc = 0.0;
   for (var i0 = j0; i0 < p.seqLen; i0 += BS) {
     workgroupBarrier();
     for (var e = li; e < BS * F; e += WG_SIZE) {
       let i = min(i0 + e / F, p.seqLen - 1u);
-      sq[(e / F) * KSTRIDE + e % F] = q[qk_offset(b, i, h) + e % F] * p.scale;
+      sq_st((e / F) * KSTRIDE + e % F, q[qk_offset(b, i, h) + e % F] * p.scale);
     }
     for (var e = li; e < BS * DV; e += WG_SIZE) {
       let i = min(i0 + e / DV, p.seqLen - 1u);
-      sdo[e] = dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)];
+      sdo_st(e, dy[v_offset(b, i, h) + e % DV] * zinv[z_index(b, i, h)]);
     }
     for (var e = li; e < BS; e += WG_SIZE) {
-      sdz[e] = dz[z_index(b, min(i0 + e, p.seqLen - 1u), h)];
+      sdz_st(e, dz[z_index(b, min(i0 + e, p.seqLen - 1u), h)]);
     }
     workgroupBarrier();
     for (var e = li; e < FR * BS; e += WG_SIZE) {
@@ -1508,26 +1968,26 @@ fn backward_dkdv_smem(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
       let ii = e % BS;
       var s = 0.0;
       for (var a = 0u; a < F; a++) {
-        s = fma(sq[ii * KSTRIDE + a], sk[r * F + a], s);
+        s = fma(sq_ld(ii * KSTRIDE + a), sk_ld(r * F + a), s);
       }
-      var dA = sdz[ii];
+      var dA = sdz_ld(ii);
       for (var c = 0u; c < DV; c++) {
-        dA = fma(sdo[ii * DV + c], sv[r * DV + c], dA);
+        dA = fma(sdo_ld(ii * DV + c), sv_ld(r * DV + c), dA);
       }
       let visible = i0 + ii >= j0 + r && i0 + ii < p.seqLen && j0 + r < p.seqLen;
-      sg[e] = select(0.0, kernel_g(s), visible);
-      sds[e] = select(0.0, dA * kernel_g_prime(s), visible);
+      sg_st(e, select(0.0, kernel_g(s), visible));
+      sds_st(e, select(0.0, dA * kernel_g_prime(s), visible));
     }
     workgroupBarrier();
     let count = min(BS, p.seqLen - i0);
     if (rc.y < F) {
       for (var ii = 0u; ii < count; ii++) {
-        acc = fma(sds[rc.x * BS + ii], sq[ii * KSTRIDE + rc.y], acc);
+        acc = fma(sds_ld(rc.x * BS + ii), sq_ld(ii * KSTRIDE + rc.y), acc);
       }
     } else {
       let c = rc.y - F;
       for (var ii = 0u; ii < count; ii++) {
-        acc = fma(sg[rc.x * BS + ii], sdo[ii * DV + c], acc);
+        acc = fma(sg_ld(rc.x * BS + ii), sdo_ld(ii * DV + c), acc);
       }
     }
   }

@@ -273,6 +273,8 @@ function parallelPass(gpu: Gpu, cfg: LinearAttentionConfig, pass: Pass, accumula
     [PASS_DEFINE[pass]]: true,
     // Small on GL, whose compiler unrolls the zero-initialisation of workgroup arrays.
     BS: cfg.keyTile ?? (gpu.info.backend === "gl" ? 8 : 32),
+    // GL: workgroup arrays as mat4x4 (16 floats a constructor argument of that zero-initialisation).
+    PACKED: gpu.info.backend === "gl",
   };
   if (variant === "smem") {
     // One invocation per (row, output column): forward DV values + denominator, dq F, dk/dv F + DV.
