@@ -1,6 +1,22 @@
 /** Compiles each (kernel file, entry point, defines) once and reuses the pipeline. */
 import { type Defines, loadKernelSource, preprocessWgsl } from "./wgsl.ts";
 
+/**
+ * MQAR_PIPELINE_LOG=FILE appends one line per compiled pipeline, "<ms>\t<kernel|defines|entry>": where a backend's
+ * compile time goes (GL llvmpipe compiles at pipeline creation). Off without the variable, env permission or Deno.
+ */
+let compileLog: string | null | undefined;
+function compileLogPath(): string | null {
+  if (compileLog === undefined) {
+    try {
+      compileLog = Deno.env.get("MQAR_PIPELINE_LOG") ?? null;
+    } catch {
+      compileLog = null;
+    }
+  }
+  return compileLog;
+}
+
 export class PipelineCache {
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #modules = new Map<string, GPUShaderModule>();
@@ -26,11 +42,14 @@ export class PipelineCache {
       module = this.device.createShaderModule({ label: moduleKey, code });
       this.#modules.set(moduleKey, module);
     }
+    const log = compileLogPath();
+    const start = log ? performance.now() : 0;
     pipeline = this.device.createComputePipeline({
       label: key,
       layout: "auto",
       compute: { module, entryPoint: entry },
     });
+    if (log) Deno.writeTextFileSync(log, `${(performance.now() - start).toFixed(1)}\t${key}\n`, { append: true });
     this.#pipelines.set(key, pipeline);
     return pipeline;
   }
