@@ -1,19 +1,15 @@
 /** Compiles each (kernel file, entry point, defines) once and reuses the pipeline. */
 import { type Defines, loadKernelSource, preprocessWgsl } from "./wgsl.ts";
+import { optionalEnv } from "./env.ts";
 
 /**
- * MQAR_PIPELINE_LOG=FILE appends one line per compiled pipeline, "<ms>\t<kernel|defines|entry>": where a backend's
- * compile time goes (GL llvmpipe compiles at pipeline creation). Off without the variable, env permission or Deno.
+ * MQAR_PIPELINE_LOG=FILE appends one line per created pipeline, "<ms>\t<kernel|defines|entry>". Mesa's software
+ * adapters generate the machine code at the first dispatch, so there this times only creation; it counts how many
+ * specialisations a run makes.
  */
 let compileLog: string | null | undefined;
 function compileLogPath(): string | null {
-  if (compileLog === undefined) {
-    try {
-      compileLog = Deno.env.get("MQAR_PIPELINE_LOG") ?? null;
-    } catch {
-      compileLog = null;
-    }
-  }
+  compileLog ??= optionalEnv("MQAR_PIPELINE_LOG") ?? null;
   return compileLog;
 }
 

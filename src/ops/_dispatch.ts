@@ -2,6 +2,7 @@
 import type { Tensor } from "../gpu/allocator.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Defines } from "../gpu/wgsl.ts";
+import { optionalEnv } from "../gpu/env.ts";
 
 /** One compute dispatch, ready to be encoded into any number of command buffers. */
 export interface Dispatch {
@@ -25,13 +26,8 @@ export const dispatchCounter = { encoded: 0 };
 let slowdown: { pattern: RegExp; repeats: number } | null | undefined;
 function slowdownRepeats(label: string): number {
   if (slowdown === undefined) {
-    let source: string | undefined, repeats: string | undefined;
-    try {
-      source = Deno.env.get("MQAR_SLOWDOWN_KERNELS");
-      repeats = Deno.env.get("MQAR_SLOWDOWN_REPEATS");
-    } catch {
-      source = undefined; // no env permission (or no Deno: a browser): the hook is off
-    }
+    const source = optionalEnv("MQAR_SLOWDOWN_KERNELS"); // no env to read (a browser): the hook is off
+    const repeats = optionalEnv("MQAR_SLOWDOWN_REPEATS");
     const n = repeats === undefined ? 2 : Number(repeats);
     if (source && !(Number.isInteger(n) && n >= 1)) {
       throw new Error(`MQAR_SLOWDOWN_REPEATS: got "${repeats}", expected an integer >= 1`);
