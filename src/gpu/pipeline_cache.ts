@@ -9,7 +9,7 @@ import { optionalEnv } from "./env.ts";
  */
 let compileLog: string | null | undefined;
 function compileLogPath(): string | null {
-  compileLog ??= optionalEnv("MQAR_PIPELINE_LOG") ?? null;
+  if (compileLog === undefined) compileLog = optionalEnv("MQAR_PIPELINE_LOG") ?? null;
   return compileLog;
 }
 
