@@ -25,6 +25,8 @@ Deno.test({
       for (const m of ["conv_attention", "based", "rebased"]) assert(md.includes(`| ${m} |`), md);
       assert(md.includes("mean ± std"), md);
       assert(first.out.includes("seeds passing 0.99"), first.out);
+      assert(first.out.includes("18 of 18 runs stopped at the time budget"), first.out);
+      assert(md.includes("depends on this machine's speed"), md);
       const svg = await Deno.readTextFile(`${dir}/curves.svg`);
       checkXml(svg);
       assert(svg.includes("seed 3"), "one line per seed");
