@@ -40,6 +40,11 @@ export interface AbOptions {
   env?: { base?: Record<string, string>; candidate?: Record<string, string> };
   /** Mixers of the matrix (default every trainable one). */
   mixers?: readonly string[];
+  /**
+   * Wall-clock budget in seconds for the whole gate: after the first 2 pairs of samples, the next pair runs only while
+   * the slowest pair so far still fits in what is left (CI's fixed time limit on a machine of unknown speed).
+   */
+  maxSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -59,6 +64,9 @@ export interface AbReport {
   adapter: string;
   samples: number;
   threshold: number;
+  /** Samples per side that ran; fewer than requestedSamples when the time budget stopped the gate. */
+  requestedSamples: number;
+  stoppedByBudget: boolean;
   matrix: typeof AB_MATRIX & { mixers: readonly string[] };
   metrics: AbMetric[];
   regressions: string[];
@@ -155,6 +163,15 @@ export function decideSamples(
   return { adapter: [...adapters][0], metrics };
 }
 
+/**
+ * Whether pair `done` (0-based: `done` pairs have run) may start under a wall-clock budget: the first 2 always run
+ * (the fewest the statistics accept); later ones only while the slowest pair so far still fits in what is left.
+ */
+export function anotherPairFits(done: number, elapsedS: number, slowestPairS: number, maxSeconds?: number): boolean {
+  if (done < 2 || maxSeconds === undefined) return true;
+  return elapsedS + slowestPairS <= maxSeconds;
+}
+
 export async function runAbGate(opts: AbOptions): Promise<AbReport> {
   const log = opts.log ?? (() => {});
   const t0 = performance.now();
@@ -183,7 +200,19 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
       if (install.code !== 0) log(`${side.name}: deno install: ${install.out.trim().split("\n").pop()}`);
     }
     const samples: Record<"base" | "candidate", Sample[]> = { base: [], candidate: [] };
+    let slowestPairS = 0;
+    let stoppedByBudget = false;
     for (let i = 0; i < opts.samples; i++) {
+      const elapsedS = (performance.now() - t0) / 1000;
+      if (!anotherPairFits(i, elapsedS, slowestPairS, opts.maxSeconds)) {
+        log(
+          `stopping after ${i} of ${opts.samples} samples per side: another pair (${slowestPairS.toFixed(0)} s) ` +
+            `would pass the ${opts.maxSeconds} s budget (${elapsedS.toFixed(0)} s used)`,
+        );
+        stoppedByBudget = true;
+        break;
+      }
+      const pairStart = performance.now();
       for (const side of sides) {
         const out = join(outDir, `${side.name}-${i}`);
         const r = await run([Deno.execPath(), "run", "-A", "main.ts", ...abBenchArgs(mixers), "--out", out], side.cwd, {
@@ -196,6 +225,7 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
         samples[side.name].push(samplesFromBench(bench, `${side.name} sample ${i + 1}`));
         log(`sample ${i + 1}/${opts.samples} ${side.name} done`);
       }
+      slowestPairS = Math.max(slowestPairS, (performance.now() - pairStart) / 1000);
     }
     const { adapter, metrics } = decideSamples(samples.base, samples.candidate, opts.threshold);
     return {
@@ -203,7 +233,9 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
       base: { rev: opts.base, commit },
       candidate: { rev: "working tree", commit: head.code === 0 ? head.out.trim() : null },
       adapter,
-      samples: opts.samples,
+      samples: samples.base.length,
+      requestedSamples: opts.samples,
+      stoppedByBudget,
       threshold: opts.threshold,
       matrix: { ...AB_MATRIX, mixers },
       metrics,
@@ -240,7 +272,8 @@ export function abMarkdown(r: AbReport): string {
     ]),
   });
   return `# A/B performance gate\n\nBase ${r.base.rev} (${r.base.commit.slice(0, 12)}) vs the working tree ` +
-    `(${r.candidate.commit?.slice(0, 12) ?? "?"}), ${r.samples} interleaved samples each on ${r.adapter}; a ` +
+    `(${r.candidate.commit?.slice(0, 12) ?? "?"}), ${r.samples} interleaved samples each on ${r.adapter}` +
+    (r.stoppedByBudget ? ` (of ${r.requestedSamples} requested: the time budget ended the sampling)` : "") + `; a ` +
     `regression is a slowdown above ${(r.threshold * 100).toFixed(0)}% with 95% confidence. ${r.regressions.length} ` +
     `regression(s); ${r.wallS.toFixed(0)} s.\n\n${table}\n`;
 }

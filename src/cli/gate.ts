@@ -20,7 +20,7 @@ import { parseFlagsOneLine } from "./bench.ts";
 
 const USAGE = `Usage: mqar gate --baseline FILE --current FILE [--tolerance SPEC]... [--normalize MODE] [--only CLASSES]
                  [--verbose] [--json]
-       mqar gate --ab [BASE] [--samples N] [--threshold P%] [--mixers a,b] [--out DIR] [--json]
+       mqar gate --ab [BASE] [--samples N] [--max-seconds S] [--threshold P%] [--mixers a,b] [--out DIR] [--json]
 
 Compares CURRENT (a bench.json from \`mqar bench\`, a result record, a results .jsonl file or directory) with BASELINE.
 Prints one line per regression (metric, baseline, current, allowed tolerance) and exits 1 if there is any; 0 otherwise.
@@ -51,6 +51,9 @@ matrix (every mixer at d = 64, L = 32 and 128, batch 8: training and inference s
 above the threshold; noise widens the interval instead of failing. One line per regression, exit 1; ab.json and ab.md
 go to --out. Refuses to compare samples from different adapters.
   --samples N        processes per side, default 5 (>= 2)
+  --max-seconds S    time budget for the whole gate: after 2 samples per side, another pair runs only while the slowest
+                     pair so far still fits (for CI's fixed limit on a machine of unknown speed); the report says when
+                     it stopped early
   --threshold P%     slowdown that counts, default 15%
   --mixers LIST      restrict the matrix (default every trainable mixer)
   --out DIR          where ab.json and ab.md go, default results/gate-ab`;
@@ -80,12 +83,14 @@ async function runAb(args: string[]): Promise<number> {
   const { values } = parseFlagsOneLine("gate", expandAbFlag(args), {
     ab: { type: "string" },
     samples: { type: "string" },
+    "max-seconds": { type: "string" },
     threshold: { type: "string" },
     mixers: { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
   });
   const samples = numberFlag("samples", values.samples, { integer: true, min: 2, max: 1000 }) ?? 5;
+  const maxSeconds = numberFlag("max-seconds", values["max-seconds"], { min: 0, exclusiveMin: true });
   const threshold = thresholdFlag(values.threshold);
   const mixers = listFlag("mixers", values.mixers, (m) => {
     if (!isMixerName(m)) throw new UsageError(`--mixers: unknown mixer "${m}"; valid: ${MIXERS.join(", ")}`);
@@ -100,6 +105,7 @@ async function runAb(args: string[]): Promise<number> {
       samples,
       threshold,
       mixers,
+      maxSeconds,
       root: Deno.cwd(),
       log: (line) => console.error(`gate --ab: ${line}`),
     });
@@ -113,7 +119,9 @@ async function runAb(args: string[]): Promise<number> {
   const improved = report.metrics.filter((m) => m.decision.status === "improvement").length;
   console.error(
     `gate --ab: ${report.regressions.length ? "FAIL" : "PASS"}: ${report.metrics.length} metrics, ` +
-      `${report.regressions.length} regression(s), ${improved} improvement(s), ${report.samples} samples per side, ` +
+      `${report.regressions.length} regression(s), ${improved} improvement(s), ${report.samples} samples per side${
+        report.stoppedByBudget ? ` (of ${report.requestedSamples}: time budget)` : ""
+      }, ` +
       `${report.wallS.toFixed(0)} s; wrote ${files.join(", ")}`,
   );
   return report.regressions.length ? 1 : 0;

@@ -9,6 +9,7 @@ import {
   abMarkdown,
   abRegressionLines,
   type AbReport,
+  anotherPairFits,
   decideSamples,
   type Sample,
   samplesFromBench,
@@ -85,6 +86,8 @@ Deno.test("A/B gate: every metric both sides measured is decided; a 2× slower c
     candidate: { rev: "working tree", commit: "fedcba9876543210" },
     adapter,
     samples: 5,
+    requestedSamples: 5,
+    stoppedByBudget: false,
     threshold: 0.15,
     matrix: { ...AB_MATRIX, mixers: ["rebased"] },
     metrics,
@@ -97,6 +100,14 @@ Deno.test("A/B gate: every metric both sides measured is decided; a 2× slower c
     /^REGRESSION rebased\/d64\/L32:train: 2\.0\d\d× slower than HEAD~1 \(95% CI .*threshold 15%\)$/.test(lines[0]),
   );
   assert(abMarkdown(report).includes("| rebased/d64/L32:train | 2.0"));
+  assert(!abMarkdown(report).includes("time budget"));
+  const cut = abMarkdown({ ...report, samples: 3, stoppedByBudget: true });
+  assert(
+    cut.includes(
+      "3 interleaved samples each on llvmpipe (LLVM 15.0.6, 256 bits) (vulkan) (of 5 requested: the time budget",
+    ),
+    cut,
+  );
   // Same samples on both sides: unchanged.
   assertEquals(decideSamples(base, base, 0.15).metrics.map((m) => m.decision.status), ["unchanged", "unchanged"]);
 });
@@ -113,4 +124,16 @@ Deno.test("A/B gate: the matrix covers every mixer at d = 64 on two shapes; flag
   for (const bad of ["0.15", "15", "0%", "-5%", "abc"]) {
     throwsWith(() => thresholdFlag(bad), UsageError, `--threshold: got "${bad}"`);
   }
+});
+
+Deno.test("A/B gate: a time budget stops sampling only after 2 pairs, when the slowest pair no longer fits", () => {
+  // No budget: every requested pair runs.
+  assert(anotherPairFits(4, 1e6, 1e6));
+  // The first 2 pairs run whatever the budget (fewer than 2 samples per side cannot be decided).
+  assert(anotherPairFits(0, 0, 0, 1));
+  assert(anotherPairFits(1, 500, 400, 100));
+  // Later pairs: only while elapsed + the slowest pair so far fits.
+  assert(anotherPairFits(2, 400, 200, 600));
+  assert(!anotherPairFits(2, 401, 200, 600));
+  assert(!anotherPairFits(3, 590, 20, 600));
 });
