@@ -10,8 +10,17 @@
  * A block RxC: R rows (uniform) × C columns (C/4 vec4 per lane) per invocation, 8 lanes per workgroup, k one at a time.
  */
 import { parseArgs } from "node:util";
-import { benchGpu, median, prepareMatmul, processCpuSeconds, randomValues, runAndWait } from "./_setup.ts";
+import {
+  benchGpu,
+  median,
+  prepareMatmul,
+  processCpuSeconds,
+  randomValues,
+  runAndWait,
+  secondsPerDispatch,
+} from "./_setup.ts";
 import { readTensor } from "../src/gpu/device.ts";
+import { matmulRef } from "../src/reference/matmul.ts";
 import type { Dispatch } from "../src/ops/_dispatch.ts";
 
 const { values } = parseArgs({
@@ -61,14 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 const gpu = await benchGpu();
 const prepared = prepareMatmul(gpu, { name: "square 512³", M: SIZE, N: SIZE, K: SIZE });
 const [a, b, out] = prepared.tensors;
-const hostA = randomValues(SIZE * SIZE, 1), hostB = randomValues(SIZE * SIZE, 2);
-const reference = new Float64Array(SIZE * SIZE);
-for (let i = 0; i < SIZE; i++) {
-  for (let k = 0; k < SIZE; k++) {
-    const aik = hostA[i * SIZE + k];
-    for (let j = 0; j < SIZE; j++) reference[i * SIZE + j] += aik * hostB[k * SIZE + j];
-  }
-}
+// The same seeded values prepareMatmul uploaded.
+const reference = matmulRef(randomValues(SIZE * SIZE, 1), randomValues(SIZE * SIZE, 2), SIZE, SIZE, SIZE);
 
 const candidates: { name: string; dispatch: Dispatch }[] = [{
   name: "default (src/ops/matmul.ts)",
@@ -108,9 +111,9 @@ const flops = 2 * SIZE ** 3 * repeats;
 const samples = new Map(candidates.map((c) => [c.name, [] as { wall: number; cpu?: number }[]]));
 for (let r = 0; r < rounds; r++) {
   for (const c of candidates) {
-    const cpu0 = processCpuSeconds(), t0 = performance.now();
-    await runAndWait(gpu, c.dispatch, repeats);
-    const wall = (performance.now() - t0) / 1000, cpu1 = processCpuSeconds();
+    const cpu0 = processCpuSeconds();
+    const wall = await secondsPerDispatch(gpu, c.dispatch, repeats) * repeats;
+    const cpu1 = processCpuSeconds();
     samples.get(c.name)!.push({ wall, cpu: cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0 });
   }
 }

@@ -64,9 +64,8 @@ export interface AbReport {
   adapter: string;
   samples: number;
   threshold: number;
-  /** Samples per side that ran; fewer than requestedSamples when the time budget stopped the gate. */
+  /** Samples per side asked for; more than `samples` when the time budget stopped the gate. */
   requestedSamples: number;
-  stoppedByBudget: boolean;
   matrix: typeof AB_MATRIX & { mixers: readonly string[] };
   metrics: AbMetric[];
   regressions: string[];
@@ -201,7 +200,6 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
     }
     const samples: Record<"base" | "candidate", Sample[]> = { base: [], candidate: [] };
     let slowestPairS = 0;
-    let stoppedByBudget = false;
     for (let i = 0; i < opts.samples; i++) {
       const elapsedS = (performance.now() - t0) / 1000;
       if (!anotherPairFits(i, elapsedS, slowestPairS, opts.maxSeconds)) {
@@ -209,7 +207,6 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
           `stopping after ${i} of ${opts.samples} samples per side: another pair (${slowestPairS.toFixed(0)} s) ` +
             `would pass the ${opts.maxSeconds} s budget (${elapsedS.toFixed(0)} s used)`,
         );
-        stoppedByBudget = true;
         break;
       }
       const pairStart = performance.now();
@@ -235,7 +232,6 @@ export async function runAbGate(opts: AbOptions): Promise<AbReport> {
       adapter,
       samples: samples.base.length,
       requestedSamples: opts.samples,
-      stoppedByBudget,
       threshold: opts.threshold,
       matrix: { ...AB_MATRIX, mixers },
       metrics,
@@ -273,7 +269,10 @@ export function abMarkdown(r: AbReport): string {
   });
   return `# A/B performance gate\n\nBase ${r.base.rev} (${r.base.commit.slice(0, 12)}) vs the working tree ` +
     `(${r.candidate.commit?.slice(0, 12) ?? "?"}), ${r.samples} interleaved samples each on ${r.adapter}` +
-    (r.stoppedByBudget ? ` (of ${r.requestedSamples} requested: the time budget ended the sampling)` : "") + `; a ` +
+    (r.samples < r.requestedSamples
+      ? ` (of ${r.requestedSamples} requested: the time budget ended the sampling)`
+      : "") +
+    `; a ` +
     `regression is a slowdown above ${(r.threshold * 100).toFixed(0)}% with 95% confidence. ${r.regressions.length} ` +
     `regression(s); ${r.wallS.toFixed(0)} s.\n\n${table}\n`;
 }

@@ -4,7 +4,7 @@
  * at the best lr, with the std), every run's curve kept. The runs go through the sweep runner, so an interrupted demo
  * resumes where it stopped and every finished run is in results.jsonl.
  */
-import type { RunConfig, RunResult } from "../train/result.ts";
+import { type RunConfig, type RunResult, stoppedByTimeBudget } from "../train/result.ts";
 import { mqarConfigOf, resolveRunConfig, type RunConfigInput } from "../train/config.ts";
 import { computeRunId } from "../train/run_id.ts";
 import { aggregate, type SummaryRow } from "../report/aggregate.ts";
@@ -50,11 +50,11 @@ export const DEMO_CONFIG: RunConfigInput = {
  */
 const DEFAULT_BUDGET_S = 600;
 
-/** A line saying how many runs the clock, not the step count, ended; null when none did. */
+/** A sentence saying how many runs the clock, not the step count, ended; null when none did. */
 export function clockBoundNote(results: readonly RunResult[]): string | null {
-  const cut = results.filter((r) => r.stopReason?.startsWith("time budget")).length;
+  const cut = results.filter(stoppedByTimeBudget).length;
   if (cut === 0) return null;
-  return `note: ${cut} of ${results.length} runs stopped at the time budget before their last step, so this table ` +
+  return `${cut} of ${results.length} runs stopped at the time budget before their last step, so this table ` +
     `depends on this machine's speed; rerun with a larger --budget (into a new --out) for the step-bound numbers`;
 }
 
@@ -209,14 +209,14 @@ export const demoCommand: Command = {
     const seconds = (performance.now() - t0) / 1000;
     console.log(`\n${markdownTable(table)}\n`);
     const clockNote = clockBoundNote(results);
-    if (clockNote) console.log(`${clockNote}\n`);
+    if (clockNote) console.log(`note: ${clockNote}\n`);
     const figure = renderFigure(demoFigure(results));
     const intro =
       `Adapter: ${gpu.info.description} (${gpu.info.backend}). ${runs.length} runs, ${
         seconds.toFixed(0)
       } s in this invocation; training budget ${budget} s per run. Score: best test accuracy over epochs; mean over seeds ` +
       `at the lr with the best mean, ± the sample std over those seeds (the paper's protocol).` +
-      (clockNote ? ` ${clockNote.replace(/^note: /, "Note: ")}.` : "");
+      (clockNote ? ` Note: ${clockNote}.` : "");
     await writeTextAtomic(
       `${outDir}/demo.md`,
       `# mqar demo\n\n${intro}\n\n${markdownTable(table)}\n\n## Every learning rate\n\n${

@@ -120,7 +120,7 @@ async function runAb(args: string[]): Promise<number> {
   console.error(
     `gate --ab: ${report.regressions.length ? "FAIL" : "PASS"}: ${report.metrics.length} metrics, ` +
       `${report.regressions.length} regression(s), ${improved} improvement(s), ${report.samples} samples per side${
-        report.stoppedByBudget ? ` (of ${report.requestedSamples}: time budget)` : ""
+        report.samples < report.requestedSamples ? ` (of ${report.requestedSamples}: time budget)` : ""
       }, ` +
       `${report.wallS.toFixed(0)} s; wrote ${files.join(", ")}`,
   );

@@ -42,12 +42,20 @@ export interface RunConfig {
 
 export type RunStatus = "ok" | "nan" | "error";
 
+/** The stop reason of a run that the clock (a --budget of training seconds) ended, not its step count. */
+export const timeBudgetStop = (seconds: number): string => `time budget ${seconds} s`;
+export const stoppedByTimeBudget = (r: Pick<RunResult, "stopReason">): boolean =>
+  r.stopReason?.startsWith("time budget ") ?? false;
+
 export interface RunResult {
   schema: typeof RESULT_SCHEMA_VERSION;
   /** Stable id of the config: the same config always gets the same id (resume, merge, dedupe). */
   runId: string;
   status: RunStatus;
-  /** Why a run ended early: "early-stop", "max-steps", "nan at step N", an error message; null when it ran all epochs. */
+  /**
+   * Why a run ended early: "early-stop", "max-steps", "time budget S s" (timeBudgetStop), "nan at step N", an error
+   * message; null when it ran all epochs.
+   */
   stopReason: string | null;
   config: RunConfig;
   params: number;

@@ -14,7 +14,7 @@ import { initParams } from "../model/init.ts";
 import { ParamStore } from "../model/parameters.ts";
 import type { Tensor } from "../gpu/allocator.ts";
 import { cosineLr, frozenParams, modelConfigOf, mqarConfigOf } from "./config.ts";
-import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult } from "./result.ts";
+import { RESULT_SCHEMA_VERSION, type RunConfig, type RunResult, timeBudgetStop } from "./result.ts";
 import { runEnvironment } from "./environment.ts";
 import { createTrainStep } from "./step.ts";
 import { computeRunId } from "./run_id.ts";
@@ -195,7 +195,7 @@ async function trainInner(
         hooks.maxTrainSeconds !== undefined &&
         trainSeconds + (performance.now() - epochStart) / 1000 >= hooks.maxTrainSeconds
       ) {
-        stopReason = `time budget ${hooks.maxTrainSeconds} s`;
+        stopReason = timeBudgetStop(hooks.maxTrainSeconds);
         break;
       }
       step++;

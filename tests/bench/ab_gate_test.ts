@@ -87,7 +87,6 @@ Deno.test("A/B gate: every metric both sides measured is decided; a 2× slower c
     adapter,
     samples: 5,
     requestedSamples: 5,
-    stoppedByBudget: false,
     threshold: 0.15,
     matrix: { ...AB_MATRIX, mixers: ["rebased"] },
     metrics,
@@ -101,7 +100,7 @@ Deno.test("A/B gate: every metric both sides measured is decided; a 2× slower c
   );
   assert(abMarkdown(report).includes("| rebased/d64/L32:train | 2.0"));
   assert(!abMarkdown(report).includes("time budget"));
-  const cut = abMarkdown({ ...report, samples: 3, stoppedByBudget: true });
+  const cut = abMarkdown({ ...report, samples: 3 });
   assert(
     cut.includes(
       "3 interleaved samples each on llvmpipe (LLVM 15.0.6, 256 bits) (vulkan) (of 5 requested: the time budget",
